@@ -1,0 +1,186 @@
+"""The ``freqdata`` command (typer).
+
+Exit status of every command: 0 = success; 1 = finished, but some inputs failed (they are
+listed in the store's error log and the summary); 2 = bad usage or options, nothing done.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from freqdata.cli.bench import bench_app
+
+app = typer.Typer(
+    help="freqdata: JPEGs and masks → DCT tensors in Zarr stores, streamed into PyTorch.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+encode_app = typer.Typer(help="Encode a dataset into a Zarr v3 store.", no_args_is_help=True)
+app.add_typer(encode_app, name="encode")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+@encode_app.command("images")
+def encode_images_cmd(
+    src: Annotated[Path, typer.Argument(help="Folder of images (class sub-folders → labels) "
+                                        "or a text file of paths.")],
+    out: Annotated[Path, typer.Argument(help="Store to write (a Zarr v3 directory).")],
+    preset: Annotated[str, typer.Option(help="Channels: dctnet-6/24/32/48/64, all, zigzag-Y-C.")]
+    = "dctnet-24",
+    path: Annotated[str, typer.Option(help="coeff (JPEG coefficients, no IDCT) or pixels.")]
+    = "coeff",
+    geometry: Annotated[str, typer.Option(help="none, resnet (512→448), mobilenet (1024→896) "
+                                          "or S:C.")] = "none",
+    chroma: Annotated[str, typer.Option(help="full (luma grid) or native (file's sampling).")]
+    = "full",
+    workers: Annotated[int, typer.Option(help="Worker processes (default: all CPUs).")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted encode of OUT.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
+    max_pixels: Annotated[int, typer.Option(help="Reject images larger than this "
+                                            "(width x height).")] = 178_956_970,
+    batch_size: Annotated[int, typer.Option(help="Inputs per commit.")] = 64,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Encode images into DCT cubes; prints a summary. Exit 1 if some inputs failed."""
+    from freqdata.job import EncodeOptions, default_workers, encode_images
+    from freqdata.sources import list_sources
+
+    try:
+        sources = list_sources(src)
+        opts = EncodeOptions(preset, path, geometry, chroma, max_pixels)
+        opts.spec(sources)  # validate before starting anything
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if out.exists() and not (resume or overwrite):
+        _fail(f"{out} exists: use --resume to continue it or --overwrite to replace it")
+    n_workers = workers or default_workers()
+    with Progress(
+        TextColumn("[bold]encoding"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, disable=quiet,
+    ) as bar:
+        task = bar.add_task("encode", total=len(sources), failed=0)
+
+        def on_progress(done: int, total: int, failed: int) -> None:
+            bar.update(task, completed=done, failed=failed)
+
+        try:
+            summary = encode_images(sources, out, opts, workers=n_workers, resume=resume,
+                                    overwrite=overwrite, batch_size=batch_size,
+                                    on_progress=on_progress)
+        except (ValueError, FileExistsError) as e:
+            _fail(str(e))
+    table = Table(title=f"freqdata encode images → {out}", show_header=False)
+    for k, v in (
+        ("inputs", f"{summary.inputs}" + (f" (resumed at {summary.resumed_from})"
+                                          if summary.resumed_from else "")),
+        ("encoded", str(summary.encoded)),
+        ("failed", str(summary.failed)),
+        ("cube bytes (raw int16)", _human(summary.raw_bytes)),
+        ("store bytes on disk", _human(summary.store_bytes)),
+        ("time", f"{summary.seconds:.2f} s ({summary.encoded / max(summary.seconds, 1e-9):.1f} "
+                 f"images/s, {n_workers} workers)"),
+    ):
+        table.add_row(k, v)
+    Console().print(table)
+    for err in summary.errors[:20]:
+        console.print(f"[red]failed[/] {err['path']}: {err['reason']}")
+    if len(summary.errors) > 20:
+        console.print(f"... and {len(summary.errors) - 20} more (freqdata inspect {out} --errors)")
+    raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    store: Annotated[Path, typer.Argument(help="A store written by freqdata encode.")],
+    errors: Annotated[bool, typer.Option(help="List every failed input.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Summarize a store: layout, samples, classes, statistics, failures."""
+    from freqdata.store import open_store
+
+    try:
+        s = open_store(store)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(f"{store}: {e}")
+    labels = s.labels
+    counts = {name: int((labels == k).sum()) for k, name in enumerate(s.class_names)}
+    first = s.cube(0) if len(s) else None
+    shapes = ([list(a.shape) for a in (first if isinstance(first, tuple) else (first,))]
+              if first is not None else [])
+    size = sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file())
+    info = {
+        "store": str(store),
+        "complete": s.complete,
+        "layout": s.layout,
+        "samples": len(s),
+        "inputs": s.attrs["inputs"]["count"],
+        "inputs_done": s.progress.inputs_done,
+        "failed": len(s.errors),
+        "first_sample_shapes": shapes,
+        "classes": counts,
+        "config": {k: v for k, v in s.config.items() if k != "indices"},
+        "channels": len(s.channel_names),
+        "bytes_on_disk": size,
+        "mean": np.round(s.mean, 3).tolist(),
+        "std": np.round(s.std, 3).tolist(),
+    }
+    if as_json:
+        info["errors"] = s.errors
+        print(json.dumps(info, indent=2))
+        return
+    out = Console()
+    t = Table(title=f"freqdata store {store}", show_header=False)
+    status = "complete" if s.complete else "[bold red]INCOMPLETE[/] (resume with --resume)"
+    for k in ("layout", "samples", "inputs", "failed", "channels"):
+        t.add_row(k, str(info[k]))
+    t.add_row("status", status)
+    t.add_row("sample shape", ", ".join(str(tuple(x)) for x in shapes) + " (first sample)")
+    for k, v in info["config"].items():
+        t.add_row(k, str(v))
+    if counts:
+        t.add_row("classes", ", ".join(f"{n}: {c}" for n, c in counts.items()))
+    t.add_row("bytes on disk", _human(size))
+    out.print(t)
+    st = Table(title="per-channel statistics (first 8 channels)")
+    for col in ("channel", "mean", "std"):
+        st.add_column(col, justify="right")
+    for name, m, sd in list(zip(s.channel_names, s.mean, s.std, strict=True))[:8]:
+        st.add_row(name, f"{m:.2f}", f"{sd:.2f}")
+    out.print(st)
+    shown = s.errors if errors else s.errors[:5]
+    for err in shown:
+        out.print(f"[red]failed[/] #{err['index']} {err['path']}: {err['reason']}")
+    if len(s.errors) > len(shown):
+        out.print(f"... {len(s.errors) - len(shown)} more failures (--errors lists all)")

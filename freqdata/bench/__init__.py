@@ -1,0 +1,1 @@
+"""Benchmarks behind ``freqdata bench``: commands that print a table and write JSON."""

@@ -1,0 +1,20 @@
+"""Shared fixtures: the real data in ../shared/data (override with FREQDATA_DATA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA = Path(os.environ.get("FREQDATA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+ZOO = DATA / "jpeg-zoo"
+COCO_VAL = DATA / "images-seg" / "coco-mini" / "val2017"
+ANTS_BEES = DATA / "images-cls" / "hymenoptera_data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"real test data not found at {DATA} (set FREQDATA_DATA)")
+    return DATA
