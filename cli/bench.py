@@ -12,7 +12,19 @@ bench_app = typer.Typer(help="Benchmarks: print a table, write JSON.", no_args_i
 EXIT_USAGE = 2
 
 
-@bench_app.command("decode")
+_DECODE_HELP = (
+    "Per-image cost of freqdata's encoders vs RGB decoding and DCTNet's pipeline, on one core."
+    "\n\n"
+    "Rows: coeff, pixels-resnet, simplejpeg-rgb (baseline), simplejpeg-rgb+resize224, "
+    "pil-rgb+resize224, dctnet-style (anchor). Files are read into memory first and "
+    "everything runs serially in this process; the median of --repeats passes is reported."
+    "\n\n"
+    "Prints a table and PASS/FAIL per target. Exit status 0 even when a target fails; "
+    "2 for bad usage (no usable JPEG, bad option)."
+)
+
+
+@bench_app.command("decode", help=_DECODE_HELP)
 def decode_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of JPEGs (*.jpg, *.jpeg; searched "
                                            "recursively).")],
@@ -27,13 +39,7 @@ def decode_cmd(
     label: Annotated[str | None, typer.Option(help="Free text stored with the result.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
-    """Per-image cost of freqdata's encoders vs RGB decoding and DCTNet's pipeline (1 core).
-
-    Rows: coeff, pixels-resnet, simplejpeg-rgb (baseline), simplejpeg-rgb+resize224,
-    pil-rgb+resize224, dctnet-style (anchor). Files are read into memory first; everything
-    runs serially in this process. Prints a table and PASS/FAIL per target; exit status 0
-    even when a target fails, 2 for bad usage (no usable JPEG, bad option).
-    """
+    """``freqdata bench decode``: see ``_DECODE_HELP`` and :mod:`freqdata.bench.decode`."""
     import json
     import shlex
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from freqdata.cli.bench import bench_app
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -22,8 +23,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-
-from freqdata.cli.bench import bench_app
 
 app = typer.Typer(
     help="freqdata: JPEGs and masks → DCT tensors in Zarr stores, streamed into PyTorch.",
@@ -53,22 +52,31 @@ def _human(n: float) -> str:
 
 @encode_app.command("images")
 def encode_images_cmd(
-    src: Annotated[Path, typer.Argument(help="Folder of images (class sub-folders → labels) "
-                                        "or a text file of paths.")],
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of images (class sub-folders → labels) or a text file of paths."
+        ),
+    ],
     out: Annotated[Path, typer.Argument(help="Store to write (a Zarr v3 directory).")],
-    preset: Annotated[str, typer.Option(help="Channels: dctnet-6/24/32/48/64, all, zigzag-Y-C.")]
-    = "dctnet-24",
-    path: Annotated[str, typer.Option(help="coeff (JPEG coefficients, no IDCT) or pixels.")]
-    = "coeff",
-    geometry: Annotated[str, typer.Option(help="none, resnet (512→448), mobilenet (1024→896) "
-                                          "or S:C.")] = "none",
-    chroma: Annotated[str, typer.Option(help="full (luma grid) or native (file's sampling).")]
-    = "full",
+    preset: Annotated[
+        str, typer.Option(help="Channels: dctnet-6/24/32/48/64, all, zigzag-Y-C.")
+    ] = "dctnet-24",
+    path: Annotated[
+        str, typer.Option(help="coeff (JPEG coefficients, no IDCT) or pixels.")
+    ] = "coeff",
+    geometry: Annotated[
+        str, typer.Option(help="none, resnet (512→448), mobilenet (1024→896) or S:C.")
+    ] = "none",
+    chroma: Annotated[
+        str, typer.Option(help="full (luma grid) or native (file's sampling).")
+    ] = "full",
     workers: Annotated[int, typer.Option(help="Worker processes (default: all CPUs).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted encode of OUT.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
-    max_pixels: Annotated[int, typer.Option(help="Reject images larger than this "
-                                            "(width x height).")] = 178_956_970,
+    max_pixels: Annotated[
+        int, typer.Option(help="Reject images larger than this (width x height).")
+    ] = 178_956_970,
     batch_size: Annotated[int, typer.Option(help="Inputs per commit.")] = 64,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -86,9 +94,14 @@ def encode_images_cmd(
         _fail(f"{out} exists: use --resume to continue it or --overwrite to replace it")
     n_workers = workers or default_workers()
     with Progress(
-        TextColumn("[bold]encoding"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, disable=quiet,
+        TextColumn("[bold]encoding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
     ) as bar:
         task = bar.add_task("encode", total=len(sources), failed=0)
 
@@ -96,21 +109,34 @@ def encode_images_cmd(
             bar.update(task, completed=done, failed=failed)
 
         try:
-            summary = encode_images(sources, out, opts, workers=n_workers, resume=resume,
-                                    overwrite=overwrite, batch_size=batch_size,
-                                    on_progress=on_progress)
+            summary = encode_images(
+                sources,
+                out,
+                opts,
+                workers=n_workers,
+                resume=resume,
+                overwrite=overwrite,
+                batch_size=batch_size,
+                on_progress=on_progress,
+            )
         except (ValueError, FileExistsError) as e:
             _fail(str(e))
     table = Table(title=f"freqdata encode images → {out}", show_header=False)
     for k, v in (
-        ("inputs", f"{summary.inputs}" + (f" (resumed at {summary.resumed_from})"
-                                          if summary.resumed_from else "")),
+        (
+            "inputs",
+            f"{summary.inputs}"
+            + (f" (resumed at {summary.resumed_from})" if summary.resumed_from else ""),
+        ),
         ("encoded", str(summary.encoded)),
         ("failed", str(summary.failed)),
         ("cube bytes (raw int16)", _human(summary.raw_bytes)),
         ("store bytes on disk", _human(summary.store_bytes)),
-        ("time", f"{summary.seconds:.2f} s ({summary.encoded / max(summary.seconds, 1e-9):.1f} "
-                 f"images/s, {n_workers} workers)"),
+        (
+            "time",
+            f"{summary.seconds:.2f} s ({summary.encoded / max(summary.seconds, 1e-9):.1f} "
+            f"images/s, {n_workers} workers)",
+        ),
     ):
         table.add_row(k, v)
     Console().print(table)
@@ -137,8 +163,11 @@ def inspect_cmd(
     labels = s.labels
     counts = {name: int((labels == k).sum()) for k, name in enumerate(s.class_names)}
     first = s.cube(0) if len(s) else None
-    shapes = ([list(a.shape) for a in (first if isinstance(first, tuple) else (first,))]
-              if first is not None else [])
+    shapes = (
+        [list(a.shape) for a in (first if isinstance(first, tuple) else (first,))]
+        if first is not None
+        else []
+    )
     size = sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file())
     info = {
         "store": str(store),

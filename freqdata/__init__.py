@@ -15,8 +15,8 @@ coefficient ``k = 8v + u``, JFIF YCbCr, channels Y then Cb then Cr.
 __version__ = "0.1.0"
 
 from freqdata.encode import encode_image
-from freqdata.jpeg import JpegCoefficients, JpegError, UnsupportedJpegError, read_coefficients
 from freqdata.job import EncodeOptions, EncodeSummary, encode_images
+from freqdata.jpeg import JpegCoefficients, JpegError, UnsupportedJpegError, read_coefficients
 from freqdata.presets import PRESETS, Preset, resolve_preset
 from freqdata.store import ImageStore, open_store
 

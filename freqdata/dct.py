@@ -39,7 +39,7 @@ def dct_matrix(n: int = BLOCK) -> np.ndarray:
 
 @cache
 def _block_basis() -> np.ndarray:
-    """(64, 64) float64 ``kron(D, D)``: row ``8v+u`` maps a row-major block to coefficient (v, u)."""
+    """(64, 64) float64 ``kron(D, D)``: row ``8v+u`` maps a row-major block to coefficient v, u."""
     d = dct_matrix(BLOCK)
     basis = np.kron(d, d)
     basis.setflags(write=False)
@@ -68,7 +68,7 @@ ZIGZAG = zigzag(BLOCK)
 
 
 def blockify(plane: np.ndarray) -> np.ndarray:
-    """Split ``(..., H, W)`` with H, W multiples of 8 into ``(..., Hb, Wb, 64)`` row-major blocks."""
+    """Split ``(..., H, W)`` (H, W multiples of 8) into ``(..., Hb, Wb, 64)`` row-major blocks."""
     *lead, h, w = plane.shape
     if h % BLOCK or w % BLOCK:
         raise ValueError(f"plane of {h}x{w} is not a whole number of {BLOCK}x{BLOCK} blocks")
@@ -109,7 +109,7 @@ def block_dct(
 
 
 def block_idct(coef: np.ndarray, *, level_shift: bool = True) -> np.ndarray:
-    """Inverse of :func:`block_dct` for all 64 coefficients: ``(..., 64, Hb, Wb)`` → ``(..., H, W)``.
+    """Inverse of :func:`block_dct` for all 64 coefficients: ``(..., 64, Hb, Wb)`` → ``(…, H, W)``.
 
     float64 in, float64 out; adds 128 back when ``level_shift``. No rounding or clipping.
     """

@@ -13,7 +13,9 @@ import torch
 from freqdata.dct import BLOCK, LEVEL_SHIFT, _block_basis
 
 
-def _basis(select: torch.Tensor | np.ndarray | list[int] | None, like: torch.Tensor) -> torch.Tensor:
+def _basis(
+    select: torch.Tensor | np.ndarray | list[int] | None, like: torch.Tensor
+) -> torch.Tensor:
     basis = torch.tensor(_block_basis())
     if select is not None:
         basis = basis[torch.as_tensor(np.asarray(select, dtype=np.int64))]
@@ -47,7 +49,9 @@ def block_dct(
 
 
 def block_idct(coef: torch.Tensor, *, level_shift: bool = True) -> torch.Tensor:
-    """Inverse of :func:`block_dct` for all 64 coefficients: ``(..., 64, Hb, Wb)`` → ``(..., H, W)``."""
+    """Inverse of :func:`block_dct` (all 64 coefficients): ``(..., 64, Hb, Wb)`` →
+    ``(..., H, W)``.
+    """
     c = _float(coef).movedim(-3, -1)
     if c.shape[-1] != BLOCK * BLOCK:
         raise ValueError(f"block_idct needs all 64 coefficients, got {c.shape[-1]}")

@@ -95,8 +95,9 @@ class EncodeSummary:
 def _encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:
     """Encode one input; any failure becomes its reason string (never raises)."""
     try:
-        cube = encode_image(path, opts.preset, opts.path, opts.geometry, opts.chroma,
-                            max_pixels=opts.max_pixels)
+        cube = encode_image(
+            path, opts.preset, opts.path, opts.geometry, opts.chroma, max_pixels=opts.max_pixels
+        )
     except Exception as e:  # one bad input must not stop the run: record why
         return f"{type(e).__name__}: {e}"
     return cube if isinstance(cube, tuple) else (cube,)

@@ -174,8 +174,9 @@ class YCbCrImage:
     resolution (chroma upsampled by libjpeg for subsampled JPEGs); H and W multiples of 8.
     ``sampling``: the source JPEG's per-component ``(h, v)`` sampling factors, e.g.
     ``((2, 2), (1, 1), (1, 1))`` for 4:2:0, swapped to ``(v, h)`` when the EXIF orientation
-    transposes the image (so they describe the upright planes); ``((1, 1),) * 3`` when the planes were computed
-    from RGB (non-JPEG, CMYK/YCCK or RGB-coded JPEG); ``((1, 1),)`` for a grayscale source.
+    transposes the image (so they describe the upright planes); ``((1, 1),) * 3`` when the
+    planes were computed from RGB (non-JPEG, CMYK/YCCK or RGB-coded JPEG); ``((1, 1),)``
+    for a grayscale source.
     ``source_size``: ``(width, height)`` of the full decoded source after EXIF orientation.
     ``flipped``: whether the random horizontal flip was applied.
     """

@@ -54,7 +54,9 @@ def list_sources(src: str | Path) -> Sources:
         classes = sorted(d.name for d in src.iterdir() if d.is_dir() and not d.name.startswith("."))
         paths: list[str] = []
         labels: list[int] = []
-        top = [p for p in sorted(src.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        top = [
+            p for p in sorted(src.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        ]
         paths += [str(p) for p in top]
         labels += [-1] * len(top)
         for k, name in enumerate(classes):

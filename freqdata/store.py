@@ -37,14 +37,14 @@ CUBE_DTYPE = np.int16
 
 # Chosen by measurement (docs/store.md, benchmarks/store_layout.py): one sample per inner
 # chunk for random access, shards of SHARD_SAMPLES samples to keep the file count low,
-# Blosc/zstd with byte shuffle on int16.
+# Blosc/zstd level 1 with byte shuffle on int16 (2.1x smaller, as fast to read as lz4).
 SHARD_SAMPLES = 64
 RAGGED_CHUNK = 1 << 18  # int16 elements per chunk of a ragged part's flat data (512 KiB)
 INDEX_CHUNK = 1 << 16
 
 
 def _compressor() -> BloscCodec:
-    return BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle, typesize=2)
+    return BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.shuffle, typesize=2)
 
 
 @dataclass
@@ -136,8 +136,14 @@ def _append(arr: zarr.Array, rows: np.ndarray) -> None:
 class StoreWriter:
     """Appends encoded samples to a store and commits progress; see the module docstring."""
 
-    def __init__(self, group: zarr.Group, spec: StoreSpec, progress: Progress,
-                 stats: ChannelStats, errors: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        group: zarr.Group,
+        spec: StoreSpec,
+        progress: Progress,
+        stats: ChannelStats,
+        errors: list[dict[str, Any]],
+    ) -> None:
         self.group = group
         self.spec = spec
         self.progress = progress
@@ -149,28 +155,43 @@ class StoreWriter:
     def create(cls, path: str | Path, spec: StoreSpec, *, overwrite: bool = False) -> StoreWriter:
         """A new, empty store at ``path`` (refuses to replace one unless ``overwrite``)."""
         if Path(path).exists() and not overwrite:
-            raise FileExistsError(f"{path} exists: pass resume=True to continue it or overwrite=True")
+            raise FileExistsError(
+                f"{path} exists: pass resume=True to continue it or overwrite=True"
+            )
         g = zarr.open_group(str(path), mode="w", zarr_format=3)
         for p in spec.parts:
             if p.grid is not None:
                 hb, wb = p.grid
                 g.create_array(
-                    p.name, shape=(0, p.channels, hb, wb), dtype=CUBE_DTYPE,
-                    chunks=(1, p.channels, hb, wb), shards=(SHARD_SAMPLES, p.channels, hb, wb),
-                    compressors=_compressor(), fill_value=0,
+                    p.name,
+                    shape=(0, p.channels, hb, wb),
+                    dtype=CUBE_DTYPE,
+                    chunks=(1, p.channels, hb, wb),
+                    shards=(SHARD_SAMPLES, p.channels, hb, wb),
+                    compressors=_compressor(),
+                    fill_value=0,
                     dimension_names=("sample", "channel", "block_y", "block_x"),
                 )
             else:
                 pg = g.create_group(p.name)
-                pg.create_array("data", shape=(0,), dtype=CUBE_DTYPE, chunks=(RAGGED_CHUNK,),
-                                compressors=_compressor(), fill_value=0)
-                pg.create_array("shape", shape=(0, 3), dtype=np.int32, chunks=(INDEX_CHUNK, 3),
-                                fill_value=0)
-                pg.create_array("offset", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,),
-                                fill_value=0)
+                pg.create_array(
+                    "data",
+                    shape=(0,),
+                    dtype=CUBE_DTYPE,
+                    chunks=(RAGGED_CHUNK,),
+                    compressors=_compressor(),
+                    fill_value=0,
+                )
+                pg.create_array(
+                    "shape", shape=(0, 3), dtype=np.int32, chunks=(INDEX_CHUNK, 3), fill_value=0
+                )
+                pg.create_array(
+                    "offset", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=0
+                )
         g.create_array("labels", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1)
-        g.create_array("source_index", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,),
-                       fill_value=-1)
+        g.create_array(
+            "source_index", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1
+        )
         g.create_array("paths", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,))
         sg = g.create_group("stats")
         for name in ("count", "mean", "m2", "std"):
@@ -192,7 +213,9 @@ class StoreWriter:
         theirs = {k: attrs.get(k) for k in spec.attrs()}
         if theirs != spec.attrs():
             diff = [k for k, v in spec.attrs().items() if theirs.get(k) != v]
-            raise ValueError(f"cannot resume {path}: it was written with different {', '.join(diff)}")
+            raise ValueError(
+                f"cannot resume {path}: it was written with different {', '.join(diff)}"
+            )
         progress = Progress(**attrs["progress"])
         stats = ChannelStats(*(g["stats"][k][:] for k in ("count", "mean", "m2")))
         w = cls(g, spec, progress, stats, list(attrs.get("errors", [])))
@@ -263,8 +286,12 @@ class StoreWriter:
 
     def _commit(self) -> None:
         sg = self.group["stats"]
-        for name, value in (("count", self.stats.n), ("mean", self.stats.mean),
-                            ("m2", self.stats.m2), ("std", self.stats.std)):
+        for name, value in (
+            ("count", self.stats.n),
+            ("mean", self.stats.mean),
+            ("m2", self.stats.m2),
+            ("std", self.stats.std),
+        ):
             sg[name][:] = value
         attrs = self.spec.attrs()
         attrs["progress"] = vars(self.progress).copy()
@@ -288,12 +315,18 @@ class ImageStore:
             raise ValueError(f"{path} is not a freqdata image store")
         self.attrs: dict[str, Any] = attrs
         self.progress = Progress(**attrs["progress"])
-        self.parts = [Part(p["name"], p["channels"], tuple(p["grid"]) if p["grid"] else None)
-                      for p in attrs["parts"]]
+        self.parts = [
+            Part(p["name"], p["channels"], tuple(p["grid"]) if p["grid"] else None)
+            for p in attrs["parts"]
+        ]
         self._n = self.progress.samples
         self._index = {
-            p.name: (self.group[p.name]["offset"][: self._n], self.group[p.name]["shape"][: self._n])
-            for p in self.parts if p.grid is None
+            p.name: (
+                self.group[p.name]["offset"][: self._n],
+                self.group[p.name]["shape"][: self._n],
+            )
+            for p in self.parts
+            if p.grid is None
         }
         self.labels: np.ndarray = self.group["labels"][: self._n]
 

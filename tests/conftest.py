@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(os.environ.get("FREQDATA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(
+    os.environ.get("FREQDATA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 ZOO = DATA / "jpeg-zoo"
 COCO_VAL = DATA / "images-seg" / "coco-mini" / "val2017"
 ANTS_BEES = DATA / "images-cls" / "hymenoptera_data"

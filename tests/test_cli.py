@@ -6,9 +6,8 @@ import json
 import shutil
 
 from conftest import ANTS_BEES
-from typer.testing import CliRunner
-
 from freqdata.cli.main import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -41,8 +40,22 @@ def test_encode_and_inspect(tmp_path, data_dir):
 def test_failed_inputs_give_exit_1_and_are_listed(tmp_path, data_dir):
     src = _folder(tmp_path, bad=True)
     out = tmp_path / "s.zarr"
-    r = runner.invoke(app, ["encode", "images", str(src), str(out), "--quiet", "--workers", "2",
-                            "--path", "pixels", "--geometry", "resnet"])
+    r = runner.invoke(
+        app,
+        [
+            "encode",
+            "images",
+            str(src),
+            str(out),
+            "--quiet",
+            "--workers",
+            "2",
+            "--path",
+            "pixels",
+            "--geometry",
+            "resnet",
+        ],
+    )
     assert r.exit_code == 1, r.output
     assert "broken.jpg" in r.output
     r = runner.invoke(app, ["inspect", str(out), "--errors"])

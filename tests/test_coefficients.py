@@ -76,7 +76,9 @@ def test_orientation_matches_pixel_transpose(data_dir, orientation):
         got = component_cube(coefs, comp, range(64), upsample=upsample)
         plain = component_cube(coefs, comp, range(64), upsample=upsample, orient=False)
         px = Image.fromarray(block_idct(plain.astype(np.float64)).astype(np.float32), mode="F")
-        ref = block_dct(np.asarray(px.transpose(PIL_OPS[orientation]), np.float64), dtype=np.float64)
+        ref = block_dct(
+            np.asarray(px.transpose(PIL_OPS[orientation]), np.float64), dtype=np.float64
+        )
         assert np.abs(got - ref).max() <= 0.5 + 1e-3, comp
 
 

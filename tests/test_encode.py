@@ -55,9 +55,13 @@ def test_pixel_cube_is_block_dct_of_ycbcr_planes(data_dir):
     img = load_ycbcr(COCO[1], "resnet")
     cube = encode_image(COCO[1], "dctnet-24", "pixels", "resnet")
     p = PRESETS["dctnet-24"]
-    ref = np.concatenate([block_dct(img.planes[0], p.y, dtype=np.float64),
-                          block_dct(img.planes[1], p.cb, dtype=np.float64),
-                          block_dct(img.planes[2], p.cr, dtype=np.float64)])
+    ref = np.concatenate(
+        [
+            block_dct(img.planes[0], p.y, dtype=np.float64),
+            block_dct(img.planes[1], p.cb, dtype=np.float64),
+            block_dct(img.planes[2], p.cr, dtype=np.float64),
+        ]
+    )
     assert cube.shape == (24, 56, 56)
     assert np.abs(cube - ref).max() <= 0.5 + 1e-3
 

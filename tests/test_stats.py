@@ -16,8 +16,12 @@ def test_merge_equals_two_pass_on_real_cubes(data_dir):
     seq = ChannelStats.empty(cubes[0].shape[0])
     for c in cubes:
         seq = seq.merge(ChannelStats.of(c))
-    left = ChannelStats.of(cubes[0]).merge(ChannelStats.of(cubes[1])).merge(ChannelStats.of(cubes[2]))
-    right = ChannelStats.of(cubes[3]).merge(ChannelStats.of(cubes[4])).merge(ChannelStats.of(cubes[5]))
+    left = (
+        ChannelStats.of(cubes[0]).merge(ChannelStats.of(cubes[1])).merge(ChannelStats.of(cubes[2]))
+    )
+    right = (
+        ChannelStats.of(cubes[3]).merge(ChannelStats.of(cubes[4])).merge(ChannelStats.of(cubes[5]))
+    )
     tree = right.merge(left)
     for s in (seq, tree):
         np.testing.assert_allclose(s.mean, flat.mean(axis=1), rtol=1e-12, atol=1e-9)

@@ -39,14 +39,17 @@ def _dataset(root: Path, per_class: int = 5, hostile: bool = True) -> dict[str, 
 
 def _inputs_done(store: Path) -> int:
     try:
-        return json.loads((store / "zarr.json").read_text())["attributes"]["freqdata"][
-            "progress"]["inputs_done"]
+        return json.loads((store / "zarr.json").read_text())["attributes"]["freqdata"]["progress"][
+            "inputs_done"
+        ]
     except (OSError, ValueError, KeyError):
         return 0
 
 
 def _tree(store: Path) -> dict[str, bytes]:
-    return {str(f.relative_to(store)): f.read_bytes() for f in sorted(store.rglob("*")) if f.is_file()}
+    return {
+        str(f.relative_to(store)): f.read_bytes() for f in sorted(store.rglob("*")) if f.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +183,11 @@ def test_killed_cli_encode_resumes_identically(tmp_path, data_dir):
     flags = ["--batch-size", "2", "--workers", "1", "--quiet"]
     ref = subprocess.run([*cmd, str(tmp_path / "ref.zarr"), *flags], capture_output=True)
     assert ref.returncode == 0, ref.stderr.decode()
-    proc = subprocess.Popen([*cmd, str(tmp_path / "k.zarr"), *flags],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, str(tmp_path / "k.zarr"), *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and _inputs_done(tmp_path / "k.zarr") < 6:
         time.sleep(0.01)  # wait until some batches are committed
