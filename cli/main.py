@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import numpy as np
 import typer
@@ -24,6 +24,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from freqdata.limits import DEFAULT_MAX_PIXELS
+
 app = typer.Typer(
     help="freqdata: JPEGs and masks → DCT tensors in Zarr stores, streamed into PyTorch.",
     no_args_is_help=True,
@@ -37,17 +39,17 @@ console = Console(stderr=True)
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {msg}")
     raise typer.Exit(EXIT_USAGE)
 
 
 def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return str(n)
+    return f"{n:.1f} GiB"
 
 
 @encode_app.command("images")
@@ -76,7 +78,7 @@ def encode_images_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
     max_pixels: Annotated[
         int, typer.Option(help="Reject images larger than this (width x height).")
-    ] = 178_956_970,
+    ] = DEFAULT_MAX_PIXELS,
     batch_size: Annotated[int, typer.Option(help="Inputs per commit.")] = 64,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -154,7 +156,7 @@ def inspect_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Summarize a store: layout, samples, classes, statistics, failures."""
-    from freqdata.store import open_store
+    from freqdata.store import open_store, store_bytes
 
     try:
         s = open_store(store)
@@ -168,7 +170,7 @@ def inspect_cmd(
         if first is not None
         else []
     )
-    size = sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file())
+    size = store_bytes(store)
     info = {
         "store": str(store),
         "complete": s.complete,

@@ -21,6 +21,7 @@ import numpy as np
 from freqdata.coefficients import component_cube
 from freqdata.dct import BLOCK, block_dct
 from freqdata.jpeg import read_coefficients
+from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.pixels import Geometry, load_ycbcr, parse_geometry
 from freqdata.presets import Preset, resolve_preset
 
@@ -28,7 +29,6 @@ Source = str | os.PathLike | bytes
 Cube = np.ndarray | tuple[np.ndarray, np.ndarray]
 PATHS = ("coeff", "pixels")
 CHROMA = ("full", "native")
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb limit
 
 
 def encode_image(

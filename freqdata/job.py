@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from freqdata import __version__
-from freqdata.encode import DEFAULT_MAX_PIXELS, encode_image
+from freqdata.encode import encode_image
+from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.pixels import parse_geometry
 from freqdata.presets import resolve_preset
 from freqdata.sources import Sources, list_sources
-from freqdata.store import Part, StoreSpec, StoreWriter
+from freqdata.store import Part, StoreSpec, StoreWriter, store_bytes
 
 DCT_CONVENTION = (
     "orthonormal 2-D DCT-II (scipy norm='ortho') of 8x8 blocks of x - 128, JPEG's FDCT scale; "
@@ -89,7 +90,7 @@ class EncodeSummary:
     @property
     def store_bytes(self) -> int:
         """Bytes on disk of the whole store."""
-        return sum(f.stat().st_size for f in Path(self.out).rglob("*") if f.is_file())
+        return store_bytes(self.out)
 
 
 def _encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:

@@ -28,17 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from freqdata import _jpegcoef
+from freqdata.limits import DEFAULT_MAX_PIXELS
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS",
     "JpegCoefficients",
     "JpegError",
     "UnsupportedJpegError",
     "read_coefficients",
 ]
-
-#: Where Pillow raises DecompressionBombError: 2 x Image.MAX_IMAGE_PIXELS (89,478,485).
-DEFAULT_MAX_PIXELS = 178_956_970
 
 
 class JpegError(ValueError):

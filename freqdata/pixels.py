@@ -66,6 +66,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from freqdata.dct import BLOCK
+from freqdata.limits import DEFAULT_MAX_PIXELS
+
 __all__ = [
     "FORMATS",
     "GEOMETRIES",
@@ -80,13 +83,10 @@ __all__ = [
     "rgb_to_ycbcr",
 ]
 
-BLOCK = 8
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
 """Pillow formats :func:`load_ycbcr` opens (``JPEG`` includes MPO, whose first frame is
 used); others (EPS, which runs Ghostscript, PDF, PSD ...) are refused as untrusted-input
 risks."""
-DEFAULT_MAX_PIXELS = 178_956_970
-"""Default pixel limit: Pillow's own decompression-bomb error threshold (2 x 89,478,485)."""
 
 
 # --------------------------------------------------------------------------- geometry

@@ -390,6 +390,11 @@ class ImageStore:
         return self.cube(i), int(self.labels[i])
 
 
+def store_bytes(path: str | Path) -> int:
+    """Bytes on disk of a (local) store: every file under ``path``."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
 def open_store(path: str | Path) -> ImageStore:
     """Open an image store for reading (see :class:`ImageStore`)."""
     return ImageStore(path)
