@@ -6,7 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import ANTS_BEES, ZOO
+import simplejpeg
+from conftest import ANTS_BEES, COCO_VAL, ZOO
 from PIL import Image
 
 from freqdata.coefficients import EXIF_ORIENTATIONS, component_cube, upsample_matrix
@@ -58,6 +59,18 @@ def test_full_chroma_equals_dct_of_box_upsampled_pixels(data_dir, rel):
         ref = block_dct(up, dtype=np.float64)[:, :luma_hb, :luma_wb]
         assert got.shape == ref.shape and got.dtype == np.int16
         assert np.abs(got - ref).max() <= 0.5 + 1e-6  # exact, then rounded to int16
+
+
+def test_411_full_chroma_from_a_real_image(data_dir):
+    """No real 4:1:1 file exists in the data: make one from a real photo (libjpeg-turbo)."""
+    rgb = np.asarray(Image.open(COCO_VAL / "000000000139.jpg").convert("RGB"))
+    data = simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=90, colorsubsampling="411")
+    coefs = read_coefficients(data)
+    assert coefs.sampling == ((4, 1), (1, 1), (1, 1))
+    got = component_cube(coefs, 2, range(64), upsample=True)
+    up = np.repeat(_pixels(coefs.planes[2]), 4, axis=1)
+    ref = block_dct(up, dtype=np.float64)[:, :, : coefs.planes[0].shape[1]]
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 0.5 + 1e-6
 
 
 def test_native_chroma_keeps_file_sampling(data_dir):
