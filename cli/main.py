@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import numpy as np
 import typer
 from freqdata.cli.bench import bench_app
+from freqdata.cli.quality import quality_app
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -34,6 +35,7 @@ app = typer.Typer(
 encode_app = typer.Typer(help="Encode a dataset into a Zarr v3 store.", no_args_is_help=True)
 app.add_typer(encode_app, name="encode")
 app.add_typer(bench_app, name="bench")
+app.add_typer(quality_app, name="quality")
 
 console = Console(stderr=True)
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2

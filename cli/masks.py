@@ -1,0 +1,3 @@
+"""``freqdata encode masks``: COCO instance masks → DCT-Mask / PatchDCT vectors in a store."""
+
+from __future__ import annotations
