@@ -75,7 +75,10 @@ def encode_images_cmd(
     chroma: Annotated[
         str, typer.Option(help="full (luma grid) or native (file's sampling).")
     ] = "full",
-    workers: Annotated[int, typer.Option(help="Worker processes (default: all CPUs).")] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (default: all CPUs; 0 = in-process, no isolation)."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted encode of OUT.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
     max_pixels: Annotated[
@@ -96,7 +99,7 @@ def encode_images_cmd(
         _fail(str(e))
     if out.exists() and not (resume or overwrite):
         _fail(f"{out} exists: use --resume to continue it or --overwrite to replace it")
-    n_workers = workers or default_workers()
+    n_workers = default_workers() if workers is None else workers
     with Progress(
         TextColumn("[bold]encoding"),
         BarColumn(),

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -104,22 +105,47 @@ def _encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:
     return cube if isinstance(cube, tuple) else (cube,)
 
 
+WORKER_DIED = "WorkerCrash: the worker process died while decoding this input (decoder crash)"
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
 def _ordered_map(fn: Callable, items: list, workers: int, opts: EncodeOptions) -> Iterator:
-    """``fn(item, opts)`` for each item, in order, on ``workers`` processes (1 = inline)."""
-    if workers <= 1:
-        for it in items:
-            yield fn(it, opts)
+    """``fn(item, opts)`` for each item, in order, on ``workers`` processes (0 = inline).
+
+    A worker that dies (a segfault in a decoder) breaks the pool: the input it was on is
+    retried alone in a fresh process; if that dies too the input yields :data:`WORKER_DIED`
+    and the run goes on with a new pool. Inline (``workers=0``) has no such protection.
+    """
+    if workers <= 0:
+        for x in items:
+            yield fn(x, opts)
         return
-    ctx = multiprocessing.get_context("forkserver")
     window = 4 * workers
-    with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-        it = iter(items)
-        pending = deque(ex.submit(fn, x, opts) for x in islice(it, window))
+    it = iter(items)
+    ex = _pool(workers)
+    pending = deque((x, ex.submit(fn, x, opts)) for x in islice(it, window))
+    try:
         while pending:
-            result = pending.popleft().result()
-            for x in islice(it, 1):
-                pending.append(ex.submit(fn, x, opts))
+            x, fut = pending.popleft()
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                ex.shutdown(wait=False, cancel_futures=True)
+                with _pool(1) as alone:
+                    try:
+                        result = alone.submit(fn, x, opts).result()
+                    except BrokenProcessPool:
+                        result = WORKER_DIED
+                ex = _pool(workers)
+                pending = deque((y, ex.submit(fn, y, opts)) for y, _ in pending)
+            for y in islice(it, 1):
+                pending.append((y, ex.submit(fn, y, opts)))
             yield result
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def encode_images(
@@ -127,7 +153,7 @@ def encode_images(
     out: str | Path,
     opts: EncodeOptions | None = None,
     *,
-    workers: int = 1,
+    workers: int = 0,
     resume: bool = False,
     overwrite: bool = False,
     batch_size: int = 64,
@@ -135,9 +161,11 @@ def encode_images(
 ) -> EncodeSummary:
     """Encode every input of ``src`` into the store ``out``; returns the run's summary.
 
-    ``on_progress(done, total, failed)`` is called after each batch. With ``resume`` an
-    existing store made with the same options and inputs is continued; otherwise an
-    existing ``out`` is an error unless ``overwrite``.
+    ``workers``: encoding processes (0 = in this process; with processes, an input that
+    crashes its decoder is recorded as failed instead of ending the run).
+    ``on_progress(done, total, failed)`` is called at the start and after each batch.
+    With ``resume`` an existing store made with the same options and inputs is continued;
+    otherwise an existing ``out`` is an error unless ``overwrite``.
     """
     t0 = time.perf_counter()
     opts = opts or EncodeOptions()
@@ -150,6 +178,8 @@ def encode_images(
     start = writer.progress.inputs_done
     summary = EncodeSummary(str(out), len(sources), resumed_from=start)
     todo = list(range(start, len(sources)))
+    if on_progress:
+        on_progress(start, len(sources), len(writer.errors))
     results = _ordered_map(_encode_one, [sources.paths[i] for i in todo], workers, opts)
     batch: list[tuple[int, str, int, Any]] = []
     failed_before = len(writer.errors)

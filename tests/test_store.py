@@ -214,3 +214,18 @@ def test_zoo_every_file_encodes_or_is_recorded(tmp_path, data_dir):
         for i in range(len(s)):
             cube, _ = s[i]
             assert cube.dtype == np.int16 and cube.shape[0] == 24 and cube.size > 0
+
+
+def test_a_crashing_decoder_costs_only_its_input(tmp_path, data_dir):
+    """A worker process that dies is replaced; only the input that killed it is lost."""
+    from hostile import encode_or_crash
+
+    from freqdata.job import WORKER_DIED, _ordered_map
+
+    files = [str(p) for p in sorted((ANTS_BEES / "val/bees").glob("*.jpg"))[:9]]
+    files.insert(4, str(tmp_path / "crash.jpg"))
+    out = list(_ordered_map(encode_or_crash, files, 2, EncodeOptions()))
+    assert out[4] == WORKER_DIED
+    for k, (path, result) in enumerate(zip(files, out, strict=True)):
+        if k != 4:
+            np.testing.assert_array_equal(result[0], encode_image(path))
