@@ -82,3 +82,171 @@ def decode_cmd(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         out.print(f"wrote {json_path}")
+
+
+def _write_json(result: dict, json_path: Path | None, out: object) -> None:
+    """Write ``result`` as JSON to ``json_path`` (if given) and say so on ``out`` (a Console)."""
+    import json
+
+    if json_path is None:
+        return
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out.print(f"wrote {json_path}")  # type: ignore[attr-defined]
+
+
+_TRANSFER_HELP = (
+    "Bytes per sample and host→device cost of RGB inputs vs every DCT preset."
+    "\n\n"
+    "Representations: rgb224-uint8 (baseline), rgb448-uint8, rgb224-float32, and for "
+    "dctnet-6/24/32/48/64 and all at 56x56 blocks: int16, float16 and the compact int8 "
+    "transport, each with full and native (4:2:0) chroma. Reports exact bytes per sample, "
+    "CPU batch-preparation samples/s and, on a CUDA GPU only, host→device GB/s (pinned and "
+    "pageable, % of the pinned peak measured in the same run) and end-to-end samples/s to "
+    "the device. Without a GPU those figures are N/A."
+    "\n\n"
+    "Prints a table and PASS/FAIL/N/A per target. Exit status 0 even when a target fails; "
+    "2 for bad usage."
+)
+
+
+@bench_app.command("transfer", help=_TRANSFER_HELP)
+def transfer_cmd(
+    batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 128,
+    repeats: Annotated[int, typer.Option(help="Timed runs per figure (median reported).")]
+    = 5,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")]
+    = "auto",
+    peak_mib: Annotated[int, typer.Option(help="Size of the copies that measure the pinned "
+                                          "host→device peak and host memcpy (MiB).")] = 256,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full result "
+                                                   "as JSON to this file.")] = None,
+    png_path: Annotated[Path | None, typer.Option("--png", help="Also draw bytes per sample "
+                                                  "as a bar chart (PNG) to this file.")] = None,
+    label: Annotated[str | None, typer.Option(help="Free text stored with the result.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+) -> None:
+    """``freqdata bench transfer``: see ``_TRANSFER_HELP`` and :mod:`freqdata.bench.transfer`."""
+    import shlex
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from freqdata.bench.transfer import (
+        render_png,
+        render_table,
+        run_transfer_bench,
+        target_lines,
+    )
+
+    err = Console(stderr=True)
+    parts = ["freqdata", "bench", "transfer", "--batch-size", str(batch_size),
+             "--repeats", str(repeats), "--device", device, "--peak-mib", str(peak_mib)]
+    for flag, value in (("--json", json_path), ("--png", png_path), ("--label", label)):
+        if value is not None:
+            parts += [flag, str(value)]
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=err, disable=quiet, transient=True) as bar:
+        task = bar.add_task("measuring", total=None)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = run_transfer_bench(batch_size=batch_size, repeats=repeats, device=device,
+                                        peak_bytes=peak_mib * 2**20, label=label,
+                                        command=shlex.join(parts),
+                                        on_progress=on_progress)
+        except ValueError as e:
+            err.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(EXIT_USAGE) from None
+
+    out = Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 200)  # logs and captured output: the whole table
+    out.print(render_table(result))
+    for line in target_lines(result):
+        out.print(line)
+    _write_json(result, json_path, out)
+    if png_path is not None:
+        out.print(f"wrote {render_png(result, png_path)}")
+
+
+_LOADER_HELP = (
+    "Streaming a store into PyTorch: samples/s of freqdata's loader (see "
+    "freqdata.bench.loader). Prints a table; --json writes the full result."
+)
+
+
+@bench_app.command("loader", help=_LOADER_HELP)
+def loader_cmd(
+    store: Annotated[Path, typer.Argument(help="A store written by freqdata encode.")],
+    batch_size: Annotated[int | None, typer.Option(help="Samples per batch.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Loader worker processes.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Timed passes (median reported).")]
+    = None,
+    limit: Annotated[int | None, typer.Option(help="Use at most N samples.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full result "
+                                                   "as JSON to this file.")] = None,
+    label: Annotated[str | None, typer.Option(help="Free text stored with the result.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+) -> None:
+    """``freqdata bench loader``: a thin wrapper over ``freqdata.bench.loader``.
+
+    Calls ``run_loader_bench(store, **options)`` with the options given on the command line
+    (those its signature accepts), then prints its ``render_table`` / ``target_lines`` when
+    the module has them (else the result as JSON).
+    """
+    import inspect
+    import json
+    import shlex
+
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    try:
+        from freqdata.bench import loader as bench_loader
+    except ImportError as e:
+        err.print(f"[bold red]error:[/] the loader benchmark is not available: {e}")
+        raise typer.Exit(EXIT_USAGE) from None
+    parts = ["freqdata", "bench", "loader", str(store)]
+    options: dict[str, object] = {}
+    for key, flag, value in (("batch_size", "--batch-size", batch_size),
+                             ("workers", "--workers", workers), ("device", "--device", device),
+                             ("repeats", "--repeats", repeats), ("limit", "--limit", limit),
+                             ("label", "--label", label)):
+        if value is not None:
+            options[key] = value
+            parts += [flag, str(value)]
+    if json_path is not None:
+        parts += ["--json", str(json_path)]
+    options["command"] = shlex.join(parts)
+    if quiet:
+        options["quiet"] = True
+    run = bench_loader.run_loader_bench
+    params = inspect.signature(run).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in options if k not in params and k not in ("command", "quiet")]
+        if unknown:
+            err.print(f"[bold red]error:[/] option(s) not supported by this loader benchmark: "
+                      f"{', '.join('--' + k.replace('_', '-') for k in unknown)}")
+            raise typer.Exit(EXIT_USAGE)
+        options = {k: v for k, v in options.items() if k in params}
+    try:
+        result = run(store, **options)
+    except (ValueError, FileNotFoundError) as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+    out = Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)
+    render = getattr(bench_loader, "render_table", None)
+    if render is not None:
+        out.print(render(result))
+    else:
+        out.print_json(json.dumps(result, default=str))
+    for line in getattr(bench_loader, "target_lines", lambda r: [])(result):
+        out.print(line)
+    _write_json(result, json_path, out)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install freqdata (editable, with its C extension) plus test tools.
+# DALI (the [dali] extra, ~1 GB, no CUDA toolkit) is installed so its CPU pipeline is tested.
 # torch: on a machine without an NVIDIA GPU the local CPU build torch==2.13.0 is pinned, so no
 # CUDA packages are pulled; with a GPU, pip's default (CUDA) build is used. An already
 # installed torch is kept. Set PYTHON to choose the interpreter (>= 3.11).
@@ -20,4 +21,4 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   fi
 fi
 $PIP install -q setuptools wheel numpy
-$PIP install -q --no-build-isolation -e ".[dev]"
+$PIP install -q --no-build-isolation -e ".[dev,dali]"
