@@ -1,0 +1,164 @@
+"""DCT-Mask vectors straight from pycocotools run-length encodings, without decoding.
+
+A K x K binary mask's RLE lists alternating run lengths of 0s and 1s over the
+column-major (Fortran) pixel order, ``p = j*K + i`` (i = row, j = column). A run of 1s
+covering rows ``a .. b-1`` of column j adds ``P[b] - P[a]`` to column j of ``D X``, where
+``P[t, v] = sum_{i<t} D[v, i]`` is the prefix sum of the DCT basis. So the first transform
+stage costs O(runs * r) instead of O(K^2 * r), and the only dense GEMM left is the small
+second stage. For COCO instances at K = 128 a mask has about 300 runs; this path is several
+times faster than decoding plus the dense transform and gives the same numbers as
+:func:`freqdata.masks.dct_encode` on the decoded masks (float64, up to rounding).
+
+pycocotools' compressed ``counts`` strings (as in COCO JSON and ``frPyObjects`` /
+``encode`` output) are parsed here, vectorized over all masks: each count is a
+little-endian sequence of 5-bit chunks (``char - 48``; bit 0x20 = more chunks follow,
+bit 0x10 of the last chunk = negative), and counts from the fourth on are stored as the
+difference to the count two places before (``maskApi.c`` ``rleToString``/``rleFrString``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from freqdata.dct import dct_matrix
+from freqdata.masks.dctmask import _basis_t, _plan
+
+__all__ = ["dct_encode_rle", "rle_counts"]
+
+
+def _segment_starts(keys: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal values in ``keys`` (sorted by segment) begins."""
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+
+
+def _parse_compressed(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of compressed RLE strings → (counts int64 concatenated, counts per string)."""
+    lengths = np.fromiter((len(s) for s in strings), dtype=np.int64, count=len(strings))
+    m = len(strings)
+    if lengths.sum() == 0:
+        return np.zeros(0, np.int64), np.zeros(m, np.int64)
+    c = np.frombuffer(b"".join(strings), dtype=np.uint8) - np.uint8(48)
+    end = (c & 0x20) == 0  # last chunk of a number
+    last = np.flatnonzero(end)
+    starts = np.empty_like(last)
+    starts[0] = 0
+    starts[1:] = last[:-1] + 1
+    x = (c[starts] & 0x1F).astype(np.int64)
+    width = last - starts + 1  # chunks per number (1 or 2 for most counts)
+    for extra in range(1, int(width.max())):
+        has = width > extra
+        x[has] |= (c[starts[has] + extra] & 0x1F).astype(np.int64) << (5 * extra)
+    negative = (c[last] & 0x10) != 0
+    x[negative] -= np.int64(1) << (5 * width[negative])
+    owner = np.repeat(np.arange(m), lengths)[last]  # string of every number
+    per = np.bincount(owner, minlength=m).astype(np.int64)
+    first = np.cumsum(per) - per
+    idx = np.arange(x.size) - first[owner]  # index of the count inside its RLE
+    # counts[i] += counts[i - 2] for i > 2: a cumulative sum per (RLE, parity) from i = 1, 2.
+    counts = x
+    for parity, lowest in ((1, 1), (0, 2)):
+        sel = np.flatnonzero((idx >= lowest) & ((idx & 1) == parity))
+        if sel.size == 0:
+            continue
+        xs = counts[sel]
+        cs = np.cumsum(xs)
+        new_seg = np.ones(sel.size, dtype=bool)
+        new_seg[1:] = owner[sel[1:]] != owner[sel[:-1]]
+        seg = np.flatnonzero(new_seg)
+        counts[sel] = cs - np.repeat(cs[seg] - xs[seg], np.diff(np.append(seg, sel.size)))
+    return counts, per
+
+
+def rle_counts(rles: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Run lengths of pycocotools RLEs (compressed ``counts`` bytes/str, or uncompressed
+    lists): ``(counts (N,) int64 concatenated, offsets (M+1,) int64)``; RLE ``i``'s runs are
+    ``counts[offsets[i]:offsets[i+1]]`` (0-runs first, alternating, column-major)."""
+    plain = [isinstance(r["counts"], list) for r in rles]
+    strings = [r["counts"] for r, p in zip(rles, plain, strict=True) if not p]
+    strings = [s.encode("ascii") if isinstance(s, str) else bytes(s) for s in strings]
+    parsed, per_parsed = _parse_compressed(strings)
+    if not any(plain):
+        return parsed, np.concatenate(([0], np.cumsum(per_parsed)))
+    parsed_off = np.concatenate(([0], np.cumsum(per_parsed)))
+    pieces: list[np.ndarray] = []
+    j = 0
+    for r, p in zip(rles, plain, strict=True):
+        if p:
+            pieces.append(np.asarray(r["counts"], dtype=np.int64))
+        else:
+            pieces.append(parsed[parsed_off[j] : parsed_off[j + 1]])
+            j += 1
+    per = np.fromiter((a.size for a in pieces), dtype=np.int64, count=len(pieces))
+    return np.concatenate(pieces), np.concatenate(([0], np.cumsum(per)))
+
+
+@cache
+def _prefix(k: int, rows: int) -> np.ndarray:
+    """``P`` (k+1, rows) float64: ``P[t, v] = sum_{i<t} D[v, i]``."""
+    p = np.zeros((k + 1, rows))
+    p[1:] = np.cumsum(dct_matrix(k)[:rows].T, axis=0)
+    p.setflags(write=False)
+    return p
+
+
+def dct_encode_rle(
+    rles: Sequence[dict[str, Any]], n: int = 300, *, dtype: np.dtype | type = np.float32
+) -> np.ndarray:
+    """DCT-Mask vectors ``(M, n)`` of K x K masks given as pycocotools RLEs (all with
+    ``size == [K, K]``), without decoding them. Same values as
+    ``dct_encode(decoded masks, n)`` (float64 computation, cast to ``dtype``)."""
+    m = len(rles)
+    if m == 0:
+        raise ValueError("no RLEs given (the mask size K would be unknown)")
+    sizes = {tuple(int(s) for s in r["size"]) for r in rles}
+    if len(sizes) != 1 or (sz := sizes.pop())[0] != sz[1]:
+        raise ValueError(f"RLEs must all be square and of one size, got sizes {sizes or sz}")
+    k = sz[0]
+    r, c, v, u = _plan(k, n)
+    counts, offsets = rle_counts(rles)
+    per = np.diff(offsets)
+    owner = np.repeat(np.arange(m), per)
+    total = np.cumsum(counts)
+    before = np.concatenate(([0], total))[offsets[:-1]]  # run total before each RLE
+    stop = total - before[owner]
+    start = stop - counts
+    sums = np.bincount(owner, weights=counts, minlength=m) if counts.size else np.zeros(m)
+    if not np.all(sums == k * k):
+        bad = int(np.flatnonzero(sums != k * k)[0])
+        raise ValueError(f"RLE {bad} covers {int(sums[bad])} pixels, not {k}x{k}")
+    idx = np.arange(counts.size) - offsets[:-1][owner]
+    fg = (idx % 2 == 1) & (counts > 0)
+    s, e, mk = start[fg], stop[fg], owner[fg]
+    j0, j1 = s // k, (e - 1) // k
+    pieces = j1 - j0 + 1  # a run can continue into the next columns
+    run = np.repeat(np.arange(s.size), pieces)
+    col = j0[run] + (np.arange(run.size) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+    top = np.maximum(s[run] - col * k, 0)
+    bottom = np.minimum(e[run] - col * k, k)
+    pre = _prefix(k, r)
+    contrib = np.take(pre, bottom, axis=0)
+    contrib -= np.take(pre, top, axis=0)  # (pieces, r)
+    key = mk[run] * k + col  # non-decreasing
+    z = np.zeros((m * k, r))
+    if key.size:
+        # Most columns hold one run: assign the last piece of every column (unique keys), then
+        # add the other pieces of columns with several runs, one piece per column and round.
+        repeated = key[:-1] == key[1:]
+        last = np.flatnonzero(np.append(~repeated, True))
+        z[key[last]] = contrib[last]
+        rest = np.flatnonzero(repeated)
+        while rest.size:
+            first = _segment_starts(key[rest])
+            z[key[rest[first]]] += contrib[rest[first]]
+            keep = np.ones(rest.size, dtype=bool)
+            keep[first] = False
+            rest = rest[keep]
+    # z[m*k + j, v] = (D[:r] X)[v, j];  C^T = D[:c] (D[:r] X)^T, batched over masks.
+    coef = np.matmul(_basis_t(k, c).T, z.reshape(m, k, r)).reshape(m, c * r)  # [m, u, v]
+    return coef[:, u * r + v].astype(dtype, copy=False)
