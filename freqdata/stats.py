@@ -35,6 +35,12 @@ class ChannelStats:
         m2 = ((x - mean[:, None]) ** 2).sum(axis=1)
         return cls(np.full(x.shape[0], float(x.shape[1])), mean, m2)
 
+    @classmethod
+    def join(cls, parts: list[ChannelStats]) -> ChannelStats:
+        """Channel-wise concatenation: the statistics of a cube split into parts (e.g. luma
+        and native-resolution chroma, each channel over its own blocks)."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("n", "mean", "m2")))
+
     def merge(self, other: ChannelStats) -> ChannelStats:
         """The statistics of both sets together (a new object)."""
         n = self.n + other.n

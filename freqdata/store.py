@@ -269,9 +269,7 @@ class StoreWriter:
             _append(self.group["source_index"], np.array([i for i, *_ in ok], dtype=np.int64))
             _append(self.group["paths"], np.array([p for _, p, _, _ in ok], dtype=str))
         for _, _, _, r in ok:
-            self.stats = self.stats.merge(
-                ChannelStats.of(np.concatenate([a.reshape(a.shape[0], -1) for a in r]))
-            )
+            self.stats = self.stats.merge(ChannelStats.join([ChannelStats.of(a) for a in r]))
         self.errors.extend(
             {"index": i, "path": p, "reason": r} for i, p, _, r in items if isinstance(r, str)
         )

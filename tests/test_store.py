@@ -111,9 +111,24 @@ def test_fixed_store_pixels_resnet(dataset, tmp_path):
 
 def test_native_chroma_store(dataset, tmp_path):
     root, _ = dataset
+    shutil.copy(ANTS_BEES / "train/ants/175998972.jpg", root / "ants" / "z420.jpg")  # 4:2:0
     out = tmp_path / "n.zarr"
-    encode_images(root, out, EncodeOptions(chroma="native"))
-    s = open_store(out)
+    try:
+        encode_images(root, out, EncodeOptions(chroma="native"))
+        _check_native_store(open_store(out))
+    finally:
+        (root / "ants" / "z420.jpg").unlink()
+
+
+def _check_native_store(s):
+    assert any(p.endswith("z420.jpg") for p in s.paths)
+    lumas, chromas = zip(*(s[i][0] for i in range(len(s))), strict=True)
+    flat_l = np.concatenate([a.reshape(16, -1) for a in lumas], axis=1).astype(np.float64)
+    flat_c = np.concatenate([a.reshape(8, -1) for a in chromas], axis=1).astype(np.float64)
+    ref_mean = np.concatenate([flat_l.mean(axis=1), flat_c.mean(axis=1)])
+    ref_std = np.concatenate([flat_l.std(axis=1), flat_c.std(axis=1)])
+    np.testing.assert_allclose(s.mean, ref_mean, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(s.std, ref_std, rtol=1e-10)
     for i in range(len(s)):
         (luma, chroma), _ = s[i]
         ref_l, ref_c = encode_image(s.paths[i], chroma="native")
