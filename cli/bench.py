@@ -250,3 +250,81 @@ def loader_cmd(
     for line in getattr(bench_loader, "target_lines", lambda r: [])(result):
         out.print(line)
     _write_json(result, json_path, out)
+
+
+_MASKS_HELP = (
+    "COCO polygons → DCT-Mask vectors per core: freqdata's encoder against pycocotools, "
+    "scipy.fft.dctn and a naive detectron2-style loop measured in the same run (see "
+    "freqdata.bench.masks). Target: >= 5000 masks/s/core on CPU; torch rows on CUDA "
+    ">= 100k masks/s (N/A without a GPU)."
+    "\n\n"
+    "Prints a table and PASS/FAIL/N/A per target. Exit status 0 even when a target fails; "
+    "2 for bad usage."
+)
+
+
+@bench_app.command("masks", help=_MASKS_HELP)
+def masks_cmd(
+    annotations: Annotated[Path, typer.Argument(help="COCO instances_*.json file.")],
+    k: Annotated[int, typer.Option("--k", help="Mask grid size K.")] = 128,
+    n: Annotated[int, typer.Option("--n", help="DCT coefficients per mask.")] = 300,
+    repeats: Annotated[int, typer.Option(help="Timed passes (median reported).")] = 5,
+    device: Annotated[str | None, typer.Option(help="Torch rows' device (default: cuda when "
+                                               "available, else cpu).")] = None,
+    torch_rows: Annotated[bool, typer.Option("--torch/--no-torch", help="Also the torch "
+                                             "rows (needs torch).")] = True,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full result "
+                                                   "as JSON to this file.")] = None,
+    label: Annotated[str | None, typer.Option(help="Free text stored with the result.")] = None,
+) -> None:
+    """``freqdata bench masks``: see ``_MASKS_HELP`` and :mod:`freqdata.bench.masks`."""
+    import json
+    import shlex
+
+    from rich.console import Console
+
+    from freqdata.bench.decode import software_info
+    from freqdata.bench.masks import TARGET_GPU_MASKS_PER_S, render_table, run_masks_bench
+
+    err = Console(stderr=True)
+    if not annotations.is_file():
+        err.print(f"[bold red]error:[/] {annotations} is not a file")
+        raise typer.Exit(EXIT_USAGE)
+    if k < 1 or not 1 <= n <= k * k or repeats < 1:
+        err.print(f"[bold red]error:[/] need K >= 1, 1 <= n <= K*K, repeats >= 1 "
+                  f"(got K={k}, n={n}, repeats={repeats})")
+        raise typer.Exit(EXIT_USAGE)
+    parts = ["freqdata", "bench", "masks", str(annotations), "--k", str(k), "--n", str(n),
+             "--repeats", str(repeats)]
+    if device is not None:
+        parts += ["--device", device]
+    if not torch_rows:
+        parts.append("--no-torch")
+    if json_path is not None:
+        parts += ["--json", str(json_path)]
+    try:
+        result = run_masks_bench(annotations, k=k, n=n, repeats=repeats, device=device,
+                                 include_torch=torch_rows, print_table=False)
+    except (ValueError, json.JSONDecodeError, RuntimeError) as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(EXIT_USAGE) from None
+    result["command"] = shlex.join(parts)
+    result["label"] = label
+    result["software"] = software_info()
+    if not (result.get("hardware") or {}).get("gpu"):
+        why = "torch rows not run" if result.get("torch") is None else (
+            f"no CUDA device, torch rows ran on {result['torch']['device']}")
+        result["targets"].append({"name": "gpu-torch-targets", "row": "torch-targets",
+                                  "value": None, "limit": TARGET_GPU_MASKS_PER_S,
+                                  "pass": None, "text": f"torch-targets >= "
+                                  f"{TARGET_GPU_MASKS_PER_S:.0f} masks/s (GPU): {why}"})
+    out = Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)
+    lines = render_table({**result, "targets": [t for t in result["targets"]
+                                                if t["pass"] is not None]}).splitlines()
+    out.print("\n".join(lines), markup=False, highlight=False)
+    for t in result["targets"]:
+        if t["pass"] is None:
+            out.print(f"N/A  {t['text']}", markup=False, highlight=False)
+    _write_json(result, json_path, out)

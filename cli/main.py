@@ -13,7 +13,9 @@ from typing import Annotated, NoReturn
 import numpy as np
 import typer
 from freqdata.cli.bench import bench_app
+from freqdata.cli.masks import encode_masks_cmd
 from freqdata.cli.quality import quality_app
+from freqdata.cli.train import train_app
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -36,6 +38,8 @@ encode_app = typer.Typer(help="Encode a dataset into a Zarr v3 store.", no_args_
 app.add_typer(encode_app, name="encode")
 app.add_typer(bench_app, name="bench")
 app.add_typer(quality_app, name="quality")
+app.add_typer(train_app, name="train")
+encode_app.command("masks")(encode_masks_cmd)
 
 console = Console(stderr=True)
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -86,6 +90,13 @@ def encode_images_cmd(
     ] = DEFAULT_MAX_PIXELS,
     batch_size: Annotated[int, typer.Option(help="Inputs per commit.")] = 64,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
+            "(a LocalCluster of N workers). Needs dask[distributed]; see docs/scale-out.md."
+        ),
+    ] = None,
 ) -> None:
     """Encode images into DCT cubes; prints a summary. Exit 1 if some inputs failed."""
     from freqdata.job import EncodeOptions, default_workers, encode_images
@@ -116,16 +127,33 @@ def encode_images_cmd(
             bar.update(task, completed=done, failed=failed)
 
         try:
-            summary = encode_images(
-                sources,
-                out,
-                opts,
-                workers=n_workers,
-                resume=resume,
-                overwrite=overwrite,
-                batch_size=batch_size,
-                on_progress=on_progress,
-            )
+            if scheduler is not None:
+                try:
+                    import distributed  # noqa: F401
+
+                    from freqdata.distributed import encode_distributed
+                except ImportError as e:
+                    _fail(f"--scheduler needs dask[distributed] ({e})")
+                summary = encode_distributed(
+                    sources,
+                    out,
+                    opts,
+                    scheduler=scheduler,
+                    resume=resume,
+                    overwrite=overwrite,
+                    on_progress=on_progress,
+                )
+            else:
+                summary = encode_images(
+                    sources,
+                    out,
+                    opts,
+                    workers=n_workers,
+                    resume=resume,
+                    overwrite=overwrite,
+                    batch_size=batch_size,
+                    on_progress=on_progress,
+                )
         except (ValueError, FileExistsError) as e:
             _fail(str(e))
     table = Table(title=f"freqdata encode images → {out}", show_header=False)
@@ -161,7 +189,14 @@ def inspect_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Summarize a store: layout, samples, classes, statistics, failures."""
+    from freqdata.masks.store import is_mask_store
     from freqdata.store import open_store, store_bytes
+
+    if is_mask_store(store):
+        from freqdata.cli.masks import inspect_masks
+
+        inspect_masks(store, errors=errors, as_json=as_json)
+        return
 
     try:
         s = open_store(store)

@@ -1,3 +1,197 @@
-"""``freqdata encode masks``: COCO instance masks → DCT-Mask / PatchDCT vectors in a store."""
+"""``freqdata encode masks``: COCO instance masks → DCT-Mask / PatchDCT vectors in a store.
+
+Registered on the ``encode`` group by cli/main.py; :func:`inspect_masks` is what
+``freqdata inspect`` prints for a mask store. Exit status: 0 ok, 1 some annotations failed
+(listed in the store's error log and the summary), 2 bad usage (nothing written).
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+console = Console(stderr=True)
+
+
+def _fail(msg: str) -> NoReturn:
+    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def parse_int_list(text: str | None, option: str) -> list[int]:
+    """``"8,16,32"`` → ``[8, 16, 32]``; a usage error (exit 2) for anything else."""
+    if text is None or not text.strip():
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"{option} takes comma-separated integers, got {text!r}")
+    if any(v < 0 for v in values):
+        _fail(f"{option} values must be >= 0, got {text!r}")
+    return values
+
+
+def encode_masks_cmd(
+    annotations: Annotated[Path, typer.Argument(help="COCO instances_*.json file.")],
+    out: Annotated[Path | None, typer.Argument(
+        help="Mask store to write (a Zarr v3 directory); omit with --into.")] = None,
+    into: Annotated[Path | None, typer.Option(
+        help="Add the masks as the 'masks' group of this image store (same images, matched "
+             "by file name / COCO id) instead of writing OUT.")] = None,
+    k: Annotated[int, typer.Option("--k", help="DCT-Mask grid size K.")] = 128,
+    n: Annotated[int, typer.Option("--n", help="DCT coefficients kept per mask.")] = 300,
+    method: Annotated[str, typer.Option(
+        help="box: polygons rasterized in the box at K x K (DCT-Mask / detectron2); crop: "
+             "full-image mask, ROIAlign crop.")] = "box",
+    patch: Annotated[bool, typer.Option(
+        "--patch/--no-patch", help="Also PatchDCT vectors and labels (112x112 mask).")] = True,
+    weak: Annotated[str | None, typer.Option(
+        help="Block-wise semantic labels for these nu_max, e.g. 8,16,32 (plus the full "
+             "category map).")] = None,
+    include_crowd: Annotated[bool, typer.Option(
+        help="Encode crowd regions as instances too (default: skip and count them).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store / masks group.")]
+    = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Encode COCO instance masks (DCT-Mask, PatchDCT, block-wise labels) into a Zarr store.
+
+    Prints a summary. Exit 1 if some annotations could not be encoded (see the error log).
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from freqdata.masks.store import encode_masks
+
+    if (out is None) == (into is None):
+        _fail("give exactly one of OUT (a new mask store) and --into IMAGE_STORE")
+    if not annotations.is_file():
+        _fail(f"{annotations} is not a file")
+    nus = parse_int_list(weak, "--weak")
+    target = out if out is not None else into
+    assert target is not None
+    if out is not None and out.exists() and not overwrite:
+        _fail(f"{out} exists: use --overwrite to replace it")
+    with Progress(TextColumn("[bold]encoding masks"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("images"), TextColumn("[red]{task.fields[failed]} failed"),
+                  TimeElapsedColumn(), console=console, disable=quiet) as bar:
+        task = bar.add_task("encode", total=None, failed=0)
+
+        def on_progress(done: int, total: int, failed: int) -> None:
+            bar.update(task, completed=done, total=total, failed=failed)
+
+        try:
+            summary = encode_masks(annotations, out, into=into, k=k, n=n, method=method,
+                                   patch=patch, weak=nus, include_crowd=include_crowd,
+                                   overwrite=overwrite, on_progress=on_progress)
+        except (ValueError, FileExistsError, FileNotFoundError, json.JSONDecodeError) as e:
+            _fail(str(e))
+    table = Table(title=f"freqdata encode masks → {summary.out}", show_header=False)
+    reasons: dict[str, int] = {}
+    for e in summary.errors:
+        reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+    rows = [
+        ("images", str(summary.images)
+         + (f" ({summary.matched_images} in the image store)"
+            if summary.matched_images is not None else "")),
+        ("instances encoded", str(summary.instances)),
+        ("skipped (policy)", ", ".join(f"{r}: {c}" for r, c in summary.skipped.items())
+         or "none"),
+        ("failed", str(summary.failed) + (" (" + ", ".join(f"{r}: {c}" for r, c in
+                                                          sorted(reasons.items())) + ")"
+                                          if reasons else "")),
+        ("config", f"K={k} n={n} method={method} patch={'112/8/6' if patch else 'no'} "
+                   f"weak={','.join(map(str, nus)) or 'no'}"),
+        ("arrays (raw)", _human(summary.raw_bytes)),
+        ("store bytes on disk", _human(summary.store_bytes)),
+        ("time", f"{summary.seconds:.2f} s "
+                 f"({summary.instances / max(summary.seconds, 1e-9):.0f} instances/s)"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+    for e in summary.errors[:20]:
+        console.print(f"[red]failed[/] annotation #{e['index']} (id {e['ann_id']}, image "
+                      f"{e['image_id']}): {e['reason']}", soft_wrap=True)
+    if len(summary.errors) > 20:
+        console.print(f"... and {len(summary.errors) - 20} more "
+                      f"(freqdata inspect {target} --errors)")
+    raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+
+
+def mask_store_info(path: Path) -> dict[str, Any]:
+    """The summary ``freqdata inspect`` shows for a mask store (JSON-able)."""
+    from freqdata.masks.store import open_mask_store
+    from freqdata.store import store_bytes
+
+    s = open_mask_store(path)
+    first: dict[str, list[int]] = {"vectors": list(s.vectors.shape[1:])}
+    if s.config["patch"]:
+        first["patch_vectors"] = list(s.patch_vectors.shape[1:])
+        first["patch_labels"] = list(s.patch_labels.shape[1:])
+    return {
+        "store": str(path),
+        "format": s.attrs["format"],
+        "complete": s.complete,
+        "instances": len(s),
+        "images": len(s.images),
+        "images_in_image_store": int((s.images.image_index >= 0).sum()),
+        "failed": len(s.errors),
+        "skipped": s.skipped,
+        "per_instance_shapes": first,
+        "weak_nus": s.nus,
+        "categories": len(s.categories),
+        "config": {key: v for key, v in s.config.items()
+                   if key not in ("dct", "patchdct", "weak_labels")},
+        "bytes_on_disk": store_bytes(s.path),
+    }
+
+
+def inspect_masks(path: Path, *, errors: bool = False, as_json: bool = False) -> None:
+    """Print a mask store's summary (``freqdata inspect`` on a mask store)."""
+    from freqdata.masks.store import open_mask_store
+
+    info = mask_store_info(path)
+    if as_json:
+        info["errors"] = open_mask_store(path).errors
+        print(json.dumps(info, indent=2))
+        return
+    s = open_mask_store(path)
+    out = Console()
+    t = Table(title=f"freqdata mask store {path}", show_header=False)
+    t.add_row("status", "complete" if info["complete"] else
+              "[bold red]INCOMPLETE[/] (the encode did not finish: encode again)")
+    for key in ("instances", "images", "images_in_image_store", "failed", "categories"):
+        t.add_row(key, str(info[key]))
+    t.add_row("skipped", ", ".join(f"{r}: {c}" for r, c in info["skipped"].items()) or "none")
+    t.add_row("per instance", ", ".join(f"{name} {tuple(v)}"
+                                        for name, v in info["per_instance_shapes"].items()))
+    t.add_row("block-wise labels", ", ".join(f"nu{v}" for v in info["weak_nus"]) or "none")
+    for key, v in info["config"].items():
+        t.add_row(key, str(v))
+    t.add_row("bytes on disk", _human(info["bytes_on_disk"]))
+    out.print(t)
+    shown = s.errors if errors else s.errors[:5]
+    for e in shown:
+        out.print(f"[red]failed[/] annotation #{e['index']} (id {e['ann_id']}): {e['reason']}")
+    if len(s.errors) > len(shown):
+        out.print(f"... {len(s.errors) - len(shown)} more failures (--errors lists all)")

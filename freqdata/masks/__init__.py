@@ -28,6 +28,9 @@ from freqdata.masks.patchdct import BACKGROUND, FOREGROUND, MIXED, patch_decode,
 from freqdata.masks.quality import mask_iou, reconstruction_ious
 from freqdata.masks.resample import crop_resize, paste_masks
 from freqdata.masks.rle import dct_encode_rle, rle_counts
+from freqdata.masks.store import MaskStore as MaskStore
+from freqdata.masks.store import encode_masks as encode_masks
+from freqdata.masks.store import open_mask_store as open_mask_store
 from freqdata.masks.weak import (
     IGNORE_INDEX,
     blockwise,
