@@ -12,10 +12,6 @@ from typing import Annotated, NoReturn
 
 import numpy as np
 import typer
-from freqdata.cli.bench import bench_app
-from freqdata.cli.masks import encode_masks_cmd
-from freqdata.cli.quality import quality_app
-from freqdata.cli.train import train_app
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,6 +23,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from freqdata.cli.bench import bench_app
+from freqdata.cli.masks import encode_masks_cmd
+from freqdata.cli.quality import quality_app
+from freqdata.cli.train import train_app
 from freqdata.limits import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(

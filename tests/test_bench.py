@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 from conftest import ANTS_BEES, COCO_VAL
-from freqdata.cli.main import app
 from typer.testing import CliRunner
 
 from freqdata.bench.decode import ROW_NAMES, TARGETS
+from freqdata.cli.main import app
 
 runner = CliRunner()
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from freqdata.cli.main import app
 from PIL import Image
 from typer.testing import CliRunner
 
 from freqdata.bench import transfer
 from freqdata.bench.transfer import BASELINE, DCT_PRESETS, quantize_int8, representations
+from freqdata.cli.main import app
 
 runner = CliRunner()
 

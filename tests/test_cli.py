@@ -6,8 +6,9 @@ import json
 import shutil
 
 from conftest import ANTS_BEES
-from freqdata.cli.main import app
 from typer.testing import CliRunner
+
+from freqdata.cli.main import app
 
 runner = CliRunner()
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import zarr
 from conftest import COCO_VAL, DATA
-from freqdata.cli.main import app
 from typer.testing import CliRunner
 
+from freqdata.cli.main import app
 from freqdata.job import encode_images
 from freqdata.masks import (
     IGNORE_INDEX,

@@ -12,11 +12,11 @@ import json
 import numpy as np
 import pytest
 from conftest import DATA
-from freqdata.cli.main import app
 from PIL import Image
 from scipy import ndimage
 from typer.testing import CliRunner
 
+from freqdata.cli.main import app
 from freqdata.masks import (
     blockwise,
     energy_kept,
