@@ -30,7 +30,9 @@ class ChannelStats:
     @classmethod
     def of(cls, cube: np.ndarray) -> ChannelStats:
         """Statistics of one cube ``(C, Hb, Wb)`` (any numeric dtype)."""
-        x = cube.reshape(cube.shape[0], -1).astype(np.float64)
+        # contiguous first: the summation order (and so the last bits) must not depend on
+        # the caller's memory layout, or stores would differ between workers and in-process
+        x = np.ascontiguousarray(cube).reshape(cube.shape[0], -1).astype(np.float64)
         mean = x.mean(axis=1)
         m2 = ((x - mean[:, None]) ** 2).sum(axis=1)
         return cls(np.full(x.shape[0], float(x.shape[1])), mean, m2)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from freqdata.cli.main import app
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "250"})  # no line wrapping of long temp paths
 
 
 def _folder(tmp_path, bad: bool):

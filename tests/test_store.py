@@ -146,11 +146,12 @@ def test_options_validated_before_writing(dataset, tmp_path):
     assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "y.zarr").exists()
 
 
-def test_rerun_and_workers_are_byte_identical(dataset, tmp_path):
+@pytest.mark.parametrize("opts", [EncodeOptions(), EncodeOptions(path="pixels", geometry="resnet")])
+def test_rerun_and_workers_are_byte_identical(dataset, tmp_path, opts):
     root, _ = dataset
-    encode_images(root, tmp_path / "a.zarr", batch_size=4)
-    encode_images(root, tmp_path / "b.zarr", batch_size=4, workers=2)
-    encode_images(root, tmp_path / "a.zarr", batch_size=4, overwrite=True)
+    encode_images(root, tmp_path / "a.zarr", opts, batch_size=4)
+    encode_images(root, tmp_path / "b.zarr", opts, batch_size=4, workers=2)
+    encode_images(root, tmp_path / "a.zarr", opts, batch_size=4, overwrite=True)
     assert _tree(tmp_path / "a.zarr") == _tree(tmp_path / "b.zarr")
 
 
