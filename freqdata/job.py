@@ -29,7 +29,7 @@ from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.pixels import parse_geometry
 from freqdata.presets import resolve_preset
 from freqdata.sources import Sources, list_sources
-from freqdata.store import Part, StoreSpec, StoreWriter, store_bytes
+from freqdata.store import Part, StoreSpec, StoreWriter, exists, store_bytes
 
 DCT_CONVENTION = (
     "orthonormal 2-D DCT-II (scipy norm='ortho') of 8x8 blocks of x - 128, JPEG's FDCT scale; "
@@ -171,7 +171,7 @@ def encode_images(
     opts = opts or EncodeOptions()
     sources = src if isinstance(src, Sources) else list_sources(src)
     spec = opts.spec(sources)
-    if resume and Path(out).exists():
+    if resume and exists(out):
         writer = StoreWriter.resume(out, spec)
     else:
         writer = StoreWriter.create(out, spec, overwrite=overwrite)

@@ -121,10 +121,35 @@ def _truncate(arr: zarr.Array, n: int) -> None:
     tail = "/".join("0" * (arr.ndim - 1))
     for k in range(edge, math.ceil(old / rows)):
         key = f"{arr.path}/c/{k}" + (f"/{tail}" if tail else "")
-        store.delete_sync(key)
+        _delete_key(store, key)
     arr.resize((n, *arr.shape[1:]))
     if keep is not None:
         arr[edge * rows : n] = keep
+
+
+def _delete_key(store: Any, key: str) -> None:
+    """Delete ``key`` from a zarr store (local stores have a sync API, fsspec ones not)."""
+    if hasattr(store, "delete_sync"):
+        store.delete_sync(key)
+    else:
+        from zarr.core.sync import sync
+
+        sync(store.delete(key))
+
+
+def is_url(path: str | Path) -> bool:
+    """True for an fsspec URL (``memory://``, ``s3://``, ``file://``…), false for a path."""
+    return "://" in str(path)
+
+
+def exists(path: str | Path) -> bool:
+    """Whether a store (or anything) exists at ``path``, a local path or an fsspec URL."""
+    if not is_url(path):
+        return Path(path).exists()
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(str(path))
+    return bool(fs.exists(root))
 
 
 def _append(arr: zarr.Array, rows: np.ndarray) -> None:
@@ -154,7 +179,7 @@ class StoreWriter:
     @classmethod
     def create(cls, path: str | Path, spec: StoreSpec, *, overwrite: bool = False) -> StoreWriter:
         """A new, empty store at ``path`` (refuses to replace one unless ``overwrite``)."""
-        if Path(path).exists() and not overwrite:
+        if exists(path) and not overwrite:
             raise FileExistsError(
                 f"{path} exists: pass resume=True to continue it or overwrite=True"
             )
@@ -389,7 +414,12 @@ class ImageStore:
 
 
 def store_bytes(path: str | Path) -> int:
-    """Bytes on disk of a (local) store: every file under ``path``."""
+    """Bytes on disk of a store: every file under ``path`` (a local path or fsspec URL)."""
+    if is_url(path):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(str(path))
+        return int(fs.du(root, total=True))
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 

@@ -21,4 +21,4 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   fi
 fi
 $PIP install -q setuptools wheel numpy
-$PIP install -q --no-build-isolation -e ".[dev,dali]"
+$PIP install -q --no-build-isolation -e ".[dev,dali,dask]"

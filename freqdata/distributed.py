@@ -1,0 +1,653 @@
+"""Encode images on a Dask distributed cluster into one store, byte-identical to one machine.
+
+Two rounds of Dask tasks, driven by the client (docs/scale-out.md has the why):
+
+1. **encode** — task ``t`` encodes inputs ``[base + t*K, base + (t+1)*K)`` and writes its
+   samples into a private temporary group ``OUT/_dist/tNNNNNN`` (data arrays, per-sample
+   statistics), then its manifest (which inputs encoded, failure reasons, ragged shapes) as
+   the group's attributes, last: a group with a manifest is finished and is reused by
+   ``resume``. The task returns the manifest and per-sample statistics (a few hundred bytes
+   per sample) to the client.
+2. **copy** — once the encode results are known for a prefix of the inputs, the client knows
+   every sample's output row (failed inputs are not samples, so rows ≠ inputs). Each copy
+   task owns whole storage objects of one output array (a shard of ``SHARD_SAMPLES`` rows for
+   fixed cubes, a ``RAGGED_CHUNK`` chunk for ragged data), assembles them from the temporary
+   groups and writes them. No two tasks ever write the same object.
+
+Everything small is written by the client only: array shapes (resize), the index arrays
+(labels, source_index, paths, ragged shape/offset), statistics and the attributes (progress,
+error log). Statistics are folded in input order from the per-sample values, the same float64
+operations as the single-process encoder, so the store is byte-identical to
+:func:`freqdata.job.encode_images`. Progress is committed for the prefix of samples whose
+objects are all written, like a single-process batch commit, so an interrupted store is
+resumed (``resume=True``); the temporary groups are removed as their rows are committed.
+
+A lost worker costs its running task: Dask reruns it elsewhere (tasks are idempotent);
+``retries`` covers tasks that raise.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from freqdata.job import EncodeOptions, EncodeSummary, _encode_one
+from freqdata.sources import Sources, list_sources
+from freqdata.stats import ChannelStats
+from freqdata.store import (
+    Progress,
+    StoreSpec,
+    StoreWriter,
+    _storage_rows,
+    exists,
+    is_url,
+)
+
+DIST = "_dist"
+DEFAULT_TASK_INPUTS = 256
+EncodeFn = Callable[[Any, EncodeOptions], "tuple[np.ndarray, ...] | str"]
+
+
+def _join(root: str, *keys: str) -> str:
+    return "/".join([root.rstrip("/"), *keys])
+
+
+def _task_key(t: int) -> str:
+    return f"t{t:06d}"
+
+
+def _tmp_codec() -> BloscCodec:
+    return BloscCodec(cname="lz4", clevel=1, shuffle=BloscShuffle.shuffle, typesize=2)
+
+
+def _read_source(path: str) -> str | bytes:
+    """A local path as is; an fsspec URL as its bytes (``encode_image`` takes either)."""
+    if not is_url(path):
+        return path
+    import fsspec
+
+    with fsspec.open(path, "rb") as f:
+        return f.read()
+
+
+def _encode_task(
+    out: str,
+    t: int,
+    lo: int,
+    paths: list[str],
+    opts: EncodeOptions,
+    parts: list[tuple[str, bool]],
+    channels: int,
+    encode_fn: EncodeFn | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Round 1 on a worker: encode ``paths`` (inputs ``lo…``) into ``OUT/_dist/tNNNNNN``.
+
+    ``parts``: ``(name, fixed)`` per store part. Returns the manifest and the per-sample
+    statistics ``(k, 3, C)`` (n, mean, m2).
+    """
+    fn = encode_fn or _encode_one
+    results: list[Any] = []
+    for p in paths:
+        try:
+            src: str | bytes = _read_source(p)
+        except Exception as e:  # unreadable source: a failed input like any other
+            results.append(f"{type(e).__name__}: {e}")
+        else:
+            results.append(fn(src, opts))
+    return _write_task(out, t, lo, results, parts, channels)
+
+
+def _encode_isolated(
+    out: str,
+    t: int,
+    lo: int,
+    paths: list[str],
+    opts: EncodeOptions,
+    parts: list[tuple[str, bool]],
+    channels: int,
+    encode_fn: EncodeFn | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Round 1 on the client, for a task that killed its workers (a crashing decoder):
+    every input in a child process, like the single-process encoder, so the culprit is
+    recorded as :data:`freqdata.job.WORKER_DIED` and the others are encoded."""
+    from freqdata.job import _ordered_map
+
+    fn = encode_fn or _encode_one
+    srcs: list[Any] = []
+    for p in paths:
+        try:
+            srcs.append(_read_source(p))
+        except Exception as e:
+            srcs.append(e)
+    encoded = iter(_ordered_map(fn, [x for x in srcs if not isinstance(x, Exception)], 1, opts))
+    results = [
+        f"{type(x).__name__}: {x}" if isinstance(x, Exception) else next(encoded) for x in srcs
+    ]
+    return _write_task(out, t, lo, results, parts, channels)
+
+
+def _write_task(
+    out: str,
+    t: int,
+    lo: int,
+    results: list[Any],
+    parts: list[tuple[str, bool]],
+    channels: int,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Write one encode task's results (part tuples or reasons) and its manifest, last."""
+    ok: list[int] = []
+    errors: list[list[Any]] = []
+    cubes: list[tuple[np.ndarray, ...]] = []
+    for j, r in enumerate(results):
+        if isinstance(r, str):
+            errors.append([lo + j, r])
+        else:
+            ok.append(lo + j)
+            cubes.append(r)
+    stats = np.zeros((len(cubes), 3, channels), dtype=np.float64)
+    for k, r in enumerate(cubes):
+        # C order, as the cube arrives from a process pool: ChannelStats.of's float sums
+        # depend on the memory layout, and encode_images(workers>=1) sees pickled cubes
+        st = ChannelStats.join([ChannelStats.of(np.ascontiguousarray(a)) for a in r])
+        stats[k] = (st.n, st.mean, st.m2)
+    g = zarr.open_group(_join(out, DIST, _task_key(t)), mode="w", zarr_format=3)
+    shapes: dict[str, list[list[int]]] = {}
+    for k, (name, fixed) in enumerate(parts):
+        arrays = [r[k] for r in cubes]
+        if fixed:
+            data = np.stack(arrays) if arrays else None
+            shape = data.shape if data is not None else (0, 1, 1, 1)
+            chunks = (max(1, min(len(arrays), 8)), *shape[1:])
+        else:
+            shapes[name] = [list(a.shape) for a in arrays]
+            data = np.concatenate([a.ravel() for a in arrays]) if arrays else None
+            shape = (0,) if data is None else data.shape
+            chunks = (1 << 20,)
+        arr = g.create_array(
+            name, shape=shape, dtype=np.int16, chunks=chunks, compressors=_tmp_codec()
+        )
+        if data is not None:
+            arr[...] = data
+    g.create_array(
+        "stats", shape=stats.shape, dtype=np.float64, chunks=(max(1, len(ok)), 3, channels)
+    )
+    if len(ok):
+        g["stats"][...] = stats
+    manifest = {
+        "done": True,
+        "lo": lo,
+        "hi": lo + len(results),
+        "ok": ok,
+        "errors": errors,
+        "shapes": shapes,
+        "raw_bytes": int(sum(a.nbytes for r in cubes for a in r)),
+    }
+    g.attrs["manifest"] = manifest  # written last: the task's commit marker
+    return manifest, stats
+
+
+def _load_task(out: str, t: int) -> tuple[dict[str, Any], np.ndarray] | None:
+    """The manifest and statistics of a finished encode task, or None."""
+    try:
+        g = zarr.open_group(_join(out, DIST, _task_key(t)), mode="r", zarr_format=3)
+        manifest = g.attrs.get("manifest")
+        if not manifest or not manifest.get("done"):
+            return None
+        return manifest, g["stats"][...]
+    except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError):
+        return None
+
+
+# (task or -1 for "the output array itself", source start, source end, destination start)
+Segment = tuple[int, int, int, int]
+
+
+def _copy_task(out: str, target: str, part: str, lo: int, hi: int, segments: list[Segment]) -> int:
+    """Round 2 on a worker: write positions ``[lo, hi)`` of ``OUT/target`` (whole objects)."""
+    arr = zarr.open_group(out, mode="r+", zarr_format=3)[target]
+    assert isinstance(arr, zarr.Array)
+    buf = np.zeros((hi - lo, *arr.shape[1:]), dtype=arr.dtype)
+    for t, s0, s1, d0 in segments:
+        if t < 0:
+            src = arr[s0:s1]
+        else:
+            tmp = zarr.open_group(_join(out, DIST, _task_key(t)), mode="r", zarr_format=3)[part]
+            src = tmp[s0:s1]
+        buf[d0 - lo : d0 - lo + (s1 - s0)] = src
+    arr[lo:hi] = buf
+    return hi - lo
+
+
+@dataclass
+class _Stream:
+    """One output array being assembled: where each position comes from, what is written."""
+
+    part: str
+    target: str
+    unit: int  # positions per storage object
+    committed: int  # positions already committed at start (resume)
+    known: int = 0  # positions whose source is known
+    segments: deque[Segment] = field(default_factory=deque)
+    next_unit: int = 0  # next unit to submit
+    done_units: set[int] = field(default_factory=set)
+    done_upto: int = 0  # units [0, done_upto) written
+
+    def __post_init__(self) -> None:
+        self.known = self.committed
+        self.next_unit = self.done_upto = self.committed // self.unit
+        start = self.next_unit * self.unit
+        if start < self.committed:  # partial object: its committed rows come from itself
+            self.segments.append((-1, start, self.committed, start))
+
+    def sources(self, lo: int, hi: int) -> list[Segment]:
+        """Segments clipped to ``[lo, hi)`` (called with increasing ``lo``: drops the past)."""
+        while (
+            self.segments and self.segments[0][3] + self.segments[0][2] - self.segments[0][1] <= lo
+        ):
+            self.segments.popleft()
+        out = []
+        for t, s0, s1, d0 in self.segments:
+            if d0 >= hi:
+                break
+            d1 = d0 + (s1 - s0)
+            a, b = max(lo, d0), min(hi, d1)
+            if a < b:
+                out.append((t, s0 + a - d0, s0 + b - d0, a))
+        return out
+
+    def written(self) -> int:
+        """Positions written contiguously from 0."""
+        while self.done_upto in self.done_units:
+            self.done_units.discard(self.done_upto)
+            self.done_upto += 1
+        return min(self.done_upto * self.unit, self.known)
+
+
+def local_worker_env() -> Any:
+    """Dask config for workers started here: without Dask's ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask sets ``MALLOC_TRIM_THRESHOLD_=65536`` in new workers; any ``MALLOC_*`` variable
+    turns off glibc's dynamic mmap threshold, so every cube-sized temporary is a fresh
+    mmap (page faults): the encoder measured 2-3x slower (docs/scale-out.md).
+    """
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return dask.config.set({"distributed.nanny.pre-spawn-environ": env})
+
+
+@contextmanager
+def connect(scheduler: Any) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``scheduler``: an address (``tcp://host:8786``),
+    ``local:N`` (a LocalCluster of N single-threaded worker processes, closed afterwards)
+    or an existing ``Client``."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if isinstance(scheduler, str) and scheduler.startswith("local:"):
+        n = int(scheduler.split(":", 1)[1])
+        with (
+            local_worker_env(),
+            LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    with Client(scheduler) as client:
+        yield client
+
+
+def list_sources_any(src: str | Path | Sources) -> Sources:
+    """:func:`freqdata.sources.list_sources`, also for an fsspec URL of a folder or list."""
+    if isinstance(src, Sources):
+        return src
+    if not is_url(src):
+        return list_sources(src)
+    import fsspec
+
+    from freqdata.sources import IMAGE_SUFFIXES
+
+    fs, root = fsspec.core.url_to_fs(str(src))
+    proto = str(src).split("://", 1)[0]
+    root = root.rstrip("/")
+
+    def url(p: str) -> str:
+        return f"{proto}://{p}" if "://" not in p else p
+
+    def is_img(p: str) -> bool:
+        return Path(p).suffix.lower() in IMAGE_SUFFIXES
+
+    if fs.isdir(root):
+        entries = fs.ls(root, detail=True)
+        classes = sorted(
+            Path(e["name"]).name
+            for e in entries
+            if e["type"] == "directory" and not Path(e["name"]).name.startswith(".")
+        )
+        top = sorted(e["name"] for e in entries if e["type"] == "file" and is_img(e["name"]))
+        paths = [url(p) for p in top]
+        labels = [-1] * len(top)
+        for k, name in enumerate(classes):
+            d = f"{root}/{name}"
+            found = sorted((p for p in fs.find(d) if is_img(p)), key=lambda p: p[len(d) :])
+            paths += [url(p) for p in found]
+            labels += [k] * len(found)
+        return Sources(paths, labels, classes)
+    paths, labels = [], []
+    parent = root.rsplit("/", 1)[0]
+    for n, line in enumerate(fs.cat_file(root).decode().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, lab = line.partition("\t")
+        try:
+            labels.append(int(lab) if lab.strip() else -1)
+        except ValueError:
+            raise ValueError(f"{src}:{n}: label {lab!r} is not an integer") from None
+        name = name.strip()
+        paths.append(name if is_url(name) or name.startswith("/") else url(f"{parent}/{name}"))
+    return Sources(paths, labels, [])
+
+
+def _dist_plan(writer: StoreWriter, out: str, task_inputs: int) -> tuple[int, int]:
+    """(base, K) of the task grid: recorded in ``OUT/_dist`` so resumes split the same way."""
+    path = _join(out, DIST)
+    try:
+        g = zarr.open_group(path, mode="r", zarr_format=3)
+        plan = g.attrs.get("plan")
+        if plan:
+            return int(plan["base"]), int(plan["task_inputs"])
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+        pass
+    g = zarr.open_group(path, mode="w", zarr_format=3)
+    base = writer.progress.inputs_done
+    g.attrs["plan"] = {"base": base, "task_inputs": task_inputs}
+    return base, task_inputs
+
+
+def _remove_dist(out: str, *keys: str) -> None:
+    """Delete ``OUT/_dist`` (or ``OUT/_dist/<keys>``) and everything under it."""
+    from zarr.core.sync import sync
+
+    g = zarr.open_group(out, mode="r+", zarr_format=3)
+    sync(g.store_path.store.delete_dir("/".join([DIST, *keys])))
+
+
+def encode_distributed(
+    src: str | Path | Sources,
+    out: str | Path,
+    opts: EncodeOptions | None = None,
+    *,
+    scheduler: Any,
+    resume: bool = False,
+    overwrite: bool = False,
+    task_inputs: int = DEFAULT_TASK_INPUTS,
+    retries: int = 2,
+    commit_every_s: float = 2.0,
+    on_progress: Callable[[int, int, int], None] | None = None,
+    encode_fn: EncodeFn | None = None,
+) -> EncodeSummary:
+    """:func:`freqdata.job.encode_images` on a Dask cluster; the same store, byte for byte.
+
+    ``scheduler``: see :func:`connect`. ``out`` (and ``src``) may be fsspec URLs; every
+    worker must reach them (object storage or a shared file system). ``task_inputs``: inputs
+    per encode task (fixed for a store: a resume reuses the first run's value).
+    ``encode_fn``: replaces :func:`freqdata.job._encode_one` on the workers (tests).
+    ``on_progress(done, total, failed)``: inputs whose outcome is known, in order.
+    """
+    t_start = time.perf_counter()
+    opts = opts or EncodeOptions()
+    out = str(out)
+    sources = list_sources_any(src)
+    spec: StoreSpec = opts.spec(sources)
+    if resume and exists(out):
+        writer = StoreWriter.resume(out, spec)
+    else:
+        writer = StoreWriter.create(out, spec, overwrite=overwrite)
+        _remove_dist(out)  # never reuse encode results of a replaced store
+    n_inputs = len(sources)
+    done0, rows0 = writer.progress.inputs_done, writer.progress.samples
+    summary = EncodeSummary(out, n_inputs, resumed_from=done0)
+    errors0 = len(writer.errors)
+    if on_progress:
+        on_progress(done0, n_inputs, len(writer.errors))
+    base, k_inputs = _dist_plan(writer, out, task_inputs)
+    parts = [(p.name, p.grid is not None) for p in spec.parts]
+    streams: list[_Stream] = []
+    for p in spec.parts:
+        if p.grid is not None:
+            arr = writer.group[p.name]
+            streams.append(_Stream(p.name, p.name, _storage_rows(arr), rows0))
+        else:
+            pg = writer.group[p.name]
+            end = 0
+            if rows0:
+                end = int(pg["offset"][rows0 - 1] + np.prod(pg["shape"][rows0 - 1]))
+            streams.append(_Stream(p.name, f"{p.name}/data", pg["data"].chunks[0], end))
+
+    first = (done0 - base) // k_inputs if done0 < n_inputs else 0
+    tasks = (
+        [
+            (t, base + t * k_inputs, min(n_inputs, base + (t + 1) * k_inputs))
+            for t in range(first, -(-(n_inputs - base) // k_inputs))
+        ]
+        if done0 < n_inputs
+        else []
+    )
+
+    # Samples of this run not committed yet, in order (trimmed at each commit).
+    p_index: list[int] = []  # input index
+    p_stats: list[np.ndarray] = []  # (3, C): n, mean, m2
+    p_shapes: list[list[list[int]]] = []  # ragged parts: shape per part
+    p_ends: list[list[int]] = [[] for _ in streams]  # end position per stream
+    errors_before = list(writer.errors)  # committed errors (inputs < done0)
+    new_errors: list[dict[str, Any]] = []
+    stats = writer.stats
+    integrated = 0  # tasks integrated (a prefix of ``tasks``)
+    admitted = 0  # tasks loaded from a previous run or submitted (a prefix)
+    cleaned = 0  # tasks whose temporary group was removed (a prefix)
+    results: dict[int, tuple[dict[str, Any], np.ndarray]] = {}
+    run = uuid.uuid4().hex[:8]
+    last_commit = time.perf_counter()
+
+    def inputs_consumed() -> int:
+        return tasks[integrated - 1][2] if integrated else done0
+
+    def integrate(manifest: dict[str, Any], st: np.ndarray) -> None:
+        ok = manifest["ok"]
+        skip = bisect.bisect_left(ok, done0)  # samples committed before this run
+        for i, reason in manifest["errors"]:
+            if i >= done0:
+                new_errors.append({"index": i, "path": sources.paths[i], "reason": reason})
+        t = tasks[integrated][0]
+        for k, (s, (name, fixed)) in enumerate(zip(streams, parts, strict=True)):
+            if fixed:
+                lengths = [1] * len(ok)
+            else:
+                lengths = [int(np.prod(x)) for x in manifest["shapes"][name]]
+            src0 = sum(lengths[:skip])
+            n = sum(lengths[skip:])
+            if n:
+                s.segments.append((t, src0, src0 + n, s.known))
+            for ln in lengths[skip:]:
+                s.known += ln
+                p_ends[k].append(s.known)
+        for j in range(skip, len(ok)):
+            p_index.append(ok[j])
+            p_stats.append(st[j])
+            p_shapes.append([manifest["shapes"][name][j] for name, fixed in parts if not fixed])
+        summary.encoded += len(ok) - skip
+        summary.raw_bytes += manifest["raw_bytes"] if skip == 0 else 0
+
+    def commit(final: bool) -> None:
+        """Commit the samples whose positions are written in every stream."""
+        nonlocal stats, last_commit, cleaned
+        r = len(p_index)
+        for k, s in enumerate(streams):
+            r = min(r, bisect.bisect_right(p_ends[k], s.written()))
+        if r == 0 and not final:
+            return
+        for j in range(r):
+            n, mean, m2 = p_stats[j]
+            stats = stats.merge(ChannelStats(n.copy(), mean.copy(), m2.copy()))
+        g = writer.group
+        lo = writer.progress.samples
+        hi = lo + r
+        if r:
+            idx = p_index[:r]
+            _write_rows(g["labels"], lo, hi, np.array([sources.labels[i] for i in idx], np.int64))
+            _write_rows(g["source_index"], lo, hi, np.array(idx, dtype=np.int64))
+            _write_rows(g["paths"], lo, hi, np.array([sources.paths[i] for i in idx], dtype=str))
+            ragged = [name for name, fixed in parts if not fixed]
+            for q, name in enumerate(ragged):
+                k = [s.part for s in streams].index(name)
+                shapes = np.array([p_shapes[j][q] for j in range(r)], dtype=np.int32)
+                ends = np.array(p_ends[k][:r], dtype=np.int64)
+                offsets = ends - np.prod(shapes.astype(np.int64), axis=1)
+                _write_rows(g[name]["shape"], lo, hi, shapes)
+                _write_rows(g[name]["offset"], lo, hi, offsets)
+        if final:
+            consumed = n_inputs
+        elif r < len(p_index):
+            consumed = p_index[r]
+        else:
+            consumed = inputs_consumed()
+        for lst in (p_index, p_stats, p_shapes, *p_ends):
+            del lst[:r]
+        writer.stats = stats
+        writer.errors = errors_before + [e for e in new_errors if e["index"] < consumed]
+        writer.progress = Progress(consumed, hi, False)
+        writer._commit()
+        last_commit = time.perf_counter()
+        # temporary groups of fully committed tasks are no longer needed, even by a resume
+        while not final and cleaned < integrated and tasks[cleaned][2] <= consumed:
+            _remove_dist(out, _task_key(tasks[cleaned][0]))
+            cleaned += 1
+        if on_progress and not final:
+            on_progress(consumed, n_inputs, errors0 + len(new_errors))
+
+    with connect(scheduler) as client:
+        from distributed import KilledWorker, as_completed
+
+        pending = as_completed()
+        futures: dict[Any, tuple[str, Any]] = {}
+        # Bounded in flight: copies start early (progress is committed as the run goes) and
+        # temporary data and client memory stay proportional to the cluster, not the inputs.
+        threads = sum(client.nthreads().values()) or 1
+        window = max(4, 2 * threads)
+        ahead = 4 * window
+
+        def task_args(pos: int) -> tuple[Any, ...]:
+            t, lo, hi = tasks[pos]
+            return (out, t, lo, sources.paths[lo:hi], opts, parts, spec.channels, encode_fn)
+
+        def admit() -> None:
+            """Load finished tasks of a previous run, submit the others (within bounds)."""
+            nonlocal admitted
+            busy = sum(1 for kind, _ in futures.values() if kind == "encode")
+            while admitted < len(tasks) and busy < window and admitted < integrated + ahead:
+                pos = admitted
+                admitted += 1
+                loaded = _load_task(out, tasks[pos][0]) if resume else None
+                if loaded is not None:
+                    results[pos] = loaded
+                    continue
+                f = client.submit(
+                    _encode_task,
+                    *task_args(pos),
+                    key=f"freqdata-encode-{run}-{tasks[pos][0]}",
+                    retries=retries,
+                    pure=False,
+                )
+                futures[f] = ("encode", pos)
+                pending.add(f)
+                busy += 1
+
+        def advance() -> None:
+            """Integrate finished tasks in order and submit the copies they make possible."""
+            nonlocal integrated
+            before = -1
+            while before != integrated:
+                before = integrated
+                admit()
+                while integrated < len(tasks) and integrated in results:
+                    integrate(*results.pop(integrated))
+                    integrated += 1
+            all_known = integrated == len(tasks)
+            if on_progress:
+                on_progress(inputs_consumed(), n_inputs, errors0 + len(new_errors))
+            for s in streams:
+                last = -(-s.known // s.unit) if all_known else s.known // s.unit
+                if s.next_unit >= last:
+                    continue
+                arr = writer.group[s.target]
+                if arr.shape[0] < s.known:
+                    arr.resize((s.known, *arr.shape[1:]))
+                for u in range(s.next_unit, last):
+                    lo, hi = u * s.unit, min((u + 1) * s.unit, s.known)
+                    f = client.submit(
+                        _copy_task,
+                        out,
+                        s.target,
+                        s.part,
+                        lo,
+                        hi,
+                        s.sources(lo, hi),
+                        key=f"freqdata-copy-{run}-{s.part}-{u}",
+                        retries=retries,
+                        pure=False,
+                        priority=10,  # before queued encodes: frees temp data, commits early
+                    )
+                    futures[f] = ("copy", (s, u))
+                    pending.add(f)
+                s.next_unit = last
+
+        try:
+            advance()
+            for f in pending:
+                kind, what = futures.pop(f)
+                if kind == "encode":
+                    try:
+                        results[what] = f.result()
+                    except KilledWorker:
+                        results[what] = _encode_isolated(*task_args(what))
+                    advance()
+                else:
+                    f.result()
+                    s, u = what
+                    s.done_units.add(u)
+                    if time.perf_counter() - last_commit >= commit_every_s:
+                        commit(final=False)
+                f.release()
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+    commit(final=True)
+    writer.finish()
+    _remove_dist(out)
+    summary.failed = len(new_errors)
+    summary.errors = new_errors
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _write_rows(arr: Any, lo: int, hi: int, rows: np.ndarray) -> None:
+    """Write rows ``[lo, hi)`` of ``arr``, growing it to ``hi`` (client-side index arrays)."""
+    if arr.shape[0] < hi:
+        arr.resize((hi, *arr.shape[1:]))
+    arr[lo:hi] = rows
