@@ -61,12 +61,15 @@ def _human(n: float) -> str:
 @encode_app.command("images")
 def encode_images_cmd(
     src: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="Folder of images (class sub-folders → labels) or a text file of paths."
+            help="Folder of images (class sub-folders → labels) or a text file of paths; "
+            "a local path or an fsspec URL (s3://, gs://, memory://)."
         ),
     ],
-    out: Annotated[Path, typer.Argument(help="Store to write (a Zarr v3 directory).")],
+    out: Annotated[
+        str, typer.Argument(help="Store to write (a Zarr v3 directory; a path or an fsspec URL).")
+    ],
     preset: Annotated[
         str, typer.Option(help="Channels: dctnet-6/24/32/48/64, all, zigzag-Y-C.")
     ] = "dctnet-24",
@@ -101,6 +104,7 @@ def encode_images_cmd(
     """Encode images into DCT cubes; prints a summary. Exit 1 if some inputs failed."""
     from freqdata.job import EncodeOptions, default_workers, encode_images
     from freqdata.sources import list_sources
+    from freqdata.store import exists
 
     try:
         sources = list_sources(src)
@@ -108,7 +112,7 @@ def encode_images_cmd(
         opts.spec(sources)  # validate before starting anything
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    if out.exists() and not (resume or overwrite):
+    if exists(out) and not (resume or overwrite):
         _fail(f"{out} exists: use --resume to continue it or --overwrite to replace it")
     n_workers = default_workers() if workers is None else workers
     with Progress(

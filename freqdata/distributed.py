@@ -51,7 +51,6 @@ from freqdata.store import (
     StoreWriter,
     _storage_rows,
     exists,
-    is_url,
 )
 
 DIST = "_dist"
@@ -71,16 +70,6 @@ def _tmp_codec() -> BloscCodec:
     return BloscCodec(cname="lz4", clevel=1, shuffle=BloscShuffle.shuffle, typesize=2)
 
 
-def _read_source(path: str) -> str | bytes:
-    """A local path as is; an fsspec URL as its bytes (``encode_image`` takes either)."""
-    if not is_url(path):
-        return path
-    import fsspec
-
-    with fsspec.open(path, "rb") as f:
-        return f.read()
-
-
 def _encode_task(
     out: str,
     t: int,
@@ -96,15 +85,8 @@ def _encode_task(
     ``parts``: ``(name, fixed)`` per store part. Returns the manifest and the per-sample
     statistics ``(k, 3, C)`` (n, mean, m2).
     """
-    fn = encode_fn or _encode_one
-    results: list[Any] = []
-    for p in paths:
-        try:
-            src: str | bytes = _read_source(p)
-        except Exception as e:  # unreadable source: a failed input like any other
-            results.append(f"{type(e).__name__}: {e}")
-        else:
-            results.append(fn(src, opts))
+    fn = encode_fn or _encode_one  # reads local paths and URLs, never raises
+    results = [fn(p, opts) for p in paths]
     return _write_task(out, t, lo, results, parts, channels)
 
 
@@ -124,16 +106,7 @@ def _encode_isolated(
     from freqdata.job import _ordered_map
 
     fn = encode_fn or _encode_one
-    srcs: list[Any] = []
-    for p in paths:
-        try:
-            srcs.append(_read_source(p))
-        except Exception as e:
-            srcs.append(e)
-    encoded = iter(_ordered_map(fn, [x for x in srcs if not isinstance(x, Exception)], 1, opts))
-    results = [
-        f"{type(x).__name__}: {x}" if isinstance(x, Exception) else next(encoded) for x in srcs
-    ]
+    results = list(_ordered_map(fn, paths, 1, opts))
     return _write_task(out, t, lo, results, parts, channels)
 
 
@@ -313,57 +286,6 @@ def connect(scheduler: Any) -> Iterator[Any]:
         yield client
 
 
-def list_sources_any(src: str | Path | Sources) -> Sources:
-    """:func:`freqdata.sources.list_sources`, also for an fsspec URL of a folder or list."""
-    if isinstance(src, Sources):
-        return src
-    if not is_url(src):
-        return list_sources(src)
-    import fsspec
-
-    from freqdata.sources import IMAGE_SUFFIXES
-
-    fs, root = fsspec.core.url_to_fs(str(src))
-    proto = str(src).split("://", 1)[0]
-    root = root.rstrip("/")
-
-    def url(p: str) -> str:
-        return f"{proto}://{p}" if "://" not in p else p
-
-    def is_img(p: str) -> bool:
-        return Path(p).suffix.lower() in IMAGE_SUFFIXES
-
-    if fs.isdir(root):
-        entries = fs.ls(root, detail=True)
-        classes = sorted(
-            Path(e["name"]).name
-            for e in entries
-            if e["type"] == "directory" and not Path(e["name"]).name.startswith(".")
-        )
-        top = sorted(e["name"] for e in entries if e["type"] == "file" and is_img(e["name"]))
-        paths = [url(p) for p in top]
-        labels = [-1] * len(top)
-        for k, name in enumerate(classes):
-            d = f"{root}/{name}"
-            found = sorted((p for p in fs.find(d) if is_img(p)), key=lambda p: p[len(d) :])
-            paths += [url(p) for p in found]
-            labels += [k] * len(found)
-        return Sources(paths, labels, classes)
-    paths, labels = [], []
-    parent = root.rsplit("/", 1)[0]
-    for n, line in enumerate(fs.cat_file(root).decode().splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        name, _, lab = line.partition("\t")
-        try:
-            labels.append(int(lab) if lab.strip() else -1)
-        except ValueError:
-            raise ValueError(f"{src}:{n}: label {lab!r} is not an integer") from None
-        name = name.strip()
-        paths.append(name if is_url(name) or name.startswith("/") else url(f"{parent}/{name}"))
-    return Sources(paths, labels, [])
-
-
 def _dist_plan(writer: StoreWriter, out: str, task_inputs: int) -> tuple[int, int]:
     """(base, K) of the task grid: recorded in ``OUT/_dist`` so resumes split the same way."""
     path = _join(out, DIST)
@@ -413,7 +335,7 @@ def encode_distributed(
     t_start = time.perf_counter()
     opts = opts or EncodeOptions()
     out = str(out)
-    sources = list_sources_any(src)
+    sources = src if isinstance(src, Sources) else list_sources(src)
     spec: StoreSpec = opts.spec(sources)
     if resume and exists(out):
         writer = StoreWriter.resume(out, spec)

@@ -28,7 +28,7 @@ from freqdata.encode import encode_image
 from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.pixels import parse_geometry
 from freqdata.presets import resolve_preset
-from freqdata.sources import Sources, list_sources
+from freqdata.sources import Sources, list_sources, read_input
 from freqdata.store import Part, StoreSpec, StoreWriter, exists, store_bytes
 
 DCT_CONVENTION = (
@@ -98,7 +98,12 @@ def _encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:
     """Encode one input; any failure becomes its reason string (never raises)."""
     try:
         cube = encode_image(
-            path, opts.preset, opts.path, opts.geometry, opts.chroma, max_pixels=opts.max_pixels
+            read_input(path),
+            opts.preset,
+            opts.path,
+            opts.geometry,
+            opts.chroma,
+            max_pixels=opts.max_pixels,
         )
     except Exception as e:  # one bad input must not stop the run: record why
         return f"{type(e).__name__}: {e}"

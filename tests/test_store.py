@@ -245,3 +245,25 @@ def test_a_crashing_decoder_costs_only_its_input(tmp_path, data_dir):
     for k, (path, result) in enumerate(zip(files, out, strict=True)):
         if k != 4:
             np.testing.assert_array_equal(result[0], encode_image(path))
+
+
+def test_url_sources_list_and_encode_like_local_ones(dataset, tmp_path):
+    """A class folder on an fsspec filesystem (memory://) lists and encodes as on disk."""
+    fsspec = pytest.importorskip("fsspec")
+    root, _ = dataset
+    fs = fsspec.filesystem("memory")
+    local = list_sources(root)
+    for p in local.paths:
+        fs.pipe(f"/ds/{Path(p).relative_to(root).as_posix()}", Path(p).read_bytes())
+    remote = list_sources("memory://ds")
+    assert remote.class_names == local.class_names and remote.labels == local.labels
+    assert [p.split("/ds/", 1)[1] for p in remote.paths] == [
+        Path(p).relative_to(root).as_posix() for p in local.paths
+    ]
+    encode_images(remote, tmp_path / "r.zarr")
+    encode_images(local, tmp_path / "l.zarr")
+    r, lo = open_store(tmp_path / "r.zarr"), open_store(tmp_path / "l.zarr")
+    assert len(r) == len(lo) and len(r.errors) == len(lo.errors)
+    for i in range(len(r)):
+        np.testing.assert_array_equal(r[i][0], lo[i][0])
+    fs.rm("/ds", recursive=True)
