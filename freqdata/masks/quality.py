@@ -9,7 +9,7 @@ the K x K grid alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -39,9 +39,13 @@ def reconstruction_ious(
     n: int | Sequence[int | None] | None = 300,
     *,
     threshold: float = 0.5,
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per-instance IoU ``(M,)`` float64 between the full-image ground truth and the
     reconstruction ``paste(decode(encode(masks, n)), box) >= threshold``.
+
+    ``score(reconstructions, truth)`` (both ``(m, H, W)`` bool, one image's instances →
+    ``(m,)``) replaces :func:`mask_iou`, e.g. with a boundary IoU.
 
     ``n=None`` skips the DCT (pastes the K x K masks themselves: the grid's own loss). A
     sequence of ``n`` gives ``(len(n), M)``, decoding the ground truth once.
@@ -66,5 +70,5 @@ def reconstruction_ious(
         truth = np.stack(full_image_masks(dataset, instances.ann_ids[rows])).astype(bool)
         for j, soft in enumerate(softs):
             pasted = paste_masks(soft[rows], boxes[rows], (h, w), threshold)
-            ious[j, rows] = mask_iou(pasted, truth)
+            ious[j, rows] = (score or mask_iou)(pasted, truth)
     return ious[0] if scalar else ious

@@ -160,21 +160,10 @@ def reconstruction_boundary_ious(
     """Boundary IoU ``(len(n), M)`` float64 between ground truth and reconstruction, the same
     reconstructions as :func:`freqdata.masks.reconstruction_ious` (``None`` = the K x K grid
     without DCT) scored with :func:`boundary_iou` instead of :func:`freqdata.masks.mask_iou`."""
-    dataset = load_coco(annotations)
-    k = instances.k
-    softs = [instances.masks.astype(np.float64) if nn is None else
-             dct_decode(instances.dct_vectors(nn, dtype=np.float64), k, dtype=np.float64)
-             for nn in n]
-    boxes = instances.boxes_xyxy
-    out = np.empty((len(softs), len(instances)), dtype=np.float64)
-    for image_id in np.unique(instances.image_ids):
-        rows = np.nonzero(instances.image_ids == image_id)[0]
-        h, w = (int(v) for v in instances.image_sizes[rows[0]])
-        truth = np.stack(full_image_masks(dataset, instances.ann_ids[rows])).astype(bool)
-        for j, soft in enumerate(softs):
-            pasted = paste_masks(soft[rows], boxes[rows], (h, w), threshold)
-            out[j, rows] = boundary_iou(truth, pasted, dilation_ratio)
-    return out
+    def score(pasted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        return boundary_iou(truth, pasted, dilation_ratio)
+
+    return reconstruction_ious(instances, annotations, list(n), threshold=threshold, score=score)
 
 
 def _cv2_linear(src: int, dst: int) -> np.ndarray:
