@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 from freqdata.encode import encode_image
 from freqdata.job import EncodeOptions, EncodeSummary, encode_images
 from freqdata.jpeg import JpegCoefficients, JpegError, UnsupportedJpegError, read_coefficients
-from freqdata.presets import PRESETS, Preset, resolve_preset
+from freqdata.presets import PRESETS, Preset, load_preset, resolve_preset
 from freqdata.store import ImageStore, open_store
 
 _TORCH_EXPORTS = {"make_loader": "freqdata.loader", "to_device": "freqdata.loader"}
@@ -45,6 +45,7 @@ __all__ = [
     "__version__",
     "encode_image",
     "encode_images",
+    "load_preset",
     "make_loader",
     "open_store",
     "read_coefficients",

@@ -9,7 +9,9 @@ and is built by :func:`resolve_preset`. Channel order in a cube: Y list, then Cb
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import NamedTuple
 
 from freqdata.dct import ZIGZAG
@@ -59,19 +61,35 @@ PRESETS: dict[str, Preset] = {
 _ZIGZAG_NAME = re.compile(r"^zigzag-(\d+)-(\d+)$")
 
 
+def load_preset(path: str | Path) -> Preset:
+    """A preset saved as JSON ``{"y": [...], "cb": [...], "cr": [...]}`` (natural indices),
+    e.g. the static selection the channel gate of ``freqdata train classify`` writes."""
+    try:
+        d = json.loads(Path(path).read_text())
+        p = Preset(*(list(map(int, d[k])) for k in ("y", "cb", "cr")))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"preset file {path}: {e}") from None
+    if not p.y or any(not 0 <= k < 64 for k in p.y + p.cb + p.cr):
+        raise ValueError(f"preset file {path}: needs luma channels and indices in 0..63")
+    return p
+
+
 def resolve_preset(name: str) -> Preset:
-    """The :class:`Preset` for ``name``: a key of :data:`PRESETS` or ``zigzag-Y-C``.
+    """The :class:`Preset` for ``name``: a key of :data:`PRESETS`, ``zigzag-Y-C`` or the
+    path of a preset JSON file (:func:`load_preset`).
 
     Raises ``ValueError`` naming the valid choices for anything else.
     """
     if name in PRESETS:
         return PRESETS[name]
+    if name.endswith(".json"):
+        return load_preset(name)
     m = _ZIGZAG_NAME.match(name)
     if m:
         ny, nc = int(m.group(1)), int(m.group(2))
         if 1 <= ny <= 64 and 0 <= nc <= 64:
             return _same_chroma(ZIGZAG[:ny].tolist(), ZIGZAG[:nc].tolist())
     raise ValueError(
-        f"unknown preset {name!r}: choose one of {', '.join(PRESETS)} or zigzag-Y-C "
-        "(1 <= Y <= 64, 0 <= C <= 64)"
+        f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}, zigzag-Y-C "
+        "(1 <= Y <= 64, 0 <= C <= 64) or a preset .json file"
     )

@@ -131,3 +131,14 @@ def test_zigzag_preset_and_errors():
     for bad in ["dctnet-25", "zigzag-0-3", "zigzag-65-1", "zigzag-3"]:
         with pytest.raises(ValueError, match="unknown preset"):
             resolve_preset(bad)
+
+
+def test_preset_json_files(tmp_path):
+    """The gate's static selection (a JSON file) is usable wherever a preset name is."""
+    (tmp_path / "sel.json").write_text('{"y": [0, 1, 8], "cb": [0], "cr": []}')
+    p = resolve_preset(str(tmp_path / "sel.json"))
+    assert p == ([0, 1, 8], [0], []) and p.channels == 4
+    (tmp_path / "bad.json").write_text('{"y": [64], "cb": [], "cr": []}')
+    for bad in ("bad.json", "missing.json"):
+        with pytest.raises(ValueError, match="preset file"):
+            resolve_preset(str(tmp_path / bad))

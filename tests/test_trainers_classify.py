@@ -269,3 +269,30 @@ def test_rgb_store_matches_the_pixel_path(stores):
     back = rgb_to_ycbcr(np.moveaxis(out[0], 0, -1))
     assert np.abs(back.astype(int) - planes.astype(int)).max() <= 2
     assert s.mean.shape == (3,) and (s.std > 0).all()
+
+
+def test_experiment_helpers(tmp_path):
+    from freqdata.trainers.experiment import ARMS, _finished, command, summarize
+
+    assert ARMS["dct448"].store_name("train") == "dctnet-24-512x480-train.zarr"
+    assert ARMS["rgb224"].store_name("val") == "rgb-256x240-val.zarr"
+    cfg = ClassifyConfig(store="a b.zarr", val_store="v.zarr", crop=448, transport="int8",
+                         gate=True, gate_lambda=0.3, torch_threads=1, out="o")  # fmt: skip
+    cmd = command(cfg)
+    assert cmd.startswith("freqdata train classify --store 'a b.zarr' --val-store v.zarr")
+    assert "--transport int8" in cmd and "--gate --gate-lambda 0.3" in cmd
+    ep = {"event": "epoch", "samples_per_s": 10.0, "val_samples_per_s": 20.0,
+          "bytes_per_sample": 5, "train_loss": 0.5}  # fmt: skip
+    runs = [
+        {"wall_seconds": 1.0, "log": [{**ep, "val_top1": 0.5}, {**ep, "val_top1": 0.6}]},
+        {"wall_seconds": 2.0, "log": [{**ep, "val_top1": 0.8}, {**ep, "val_top1": 0.7}]},
+    ]
+    s = summarize(runs)
+    assert s["final_val_top1"]["mean"] == pytest.approx(0.65)
+    assert s["best_val_top1"]["mean"] == pytest.approx(0.7)
+    assert s["wall_seconds"] == 3.0 and s["bytes_per_sample"] == 5
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"event": "epoch"}) + "\n")
+    assert not _finished(log, 15)
+    log.write_text(json.dumps({"event": "end", "epochs": 15}) + "\n")
+    assert _finished(log, 15) and not _finished(log, 20)
