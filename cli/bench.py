@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from freqdata.cli.common import EXIT_USAGE
+
 bench_app = typer.Typer(help="Benchmarks: print a table, write JSON.", no_args_is_help=True)
 
-EXIT_USAGE = 2
 
 
 _DECODE_HELP = (

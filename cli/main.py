@@ -1,14 +1,10 @@
-"""The ``freqdata`` command (typer).
-
-Exit status of every command: 0 = success; 1 = finished, but some inputs failed (they are
-listed in the store's error log and the summary); 2 = bad usage or options, nothing done.
-"""
+"""The ``freqdata`` command (typer). Exit statuses: :mod:`freqdata.cli.common`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -24,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from freqdata.cli.bench import bench_app
+from freqdata.cli.common import EXIT_OK, EXIT_SOME_FAILED, console, fail, human
 from freqdata.cli.masks import encode_masks_cmd
 from freqdata.cli.quality import quality_app
 from freqdata.cli.train import train_app
@@ -40,23 +37,6 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(quality_app, name="quality")
 app.add_typer(train_app, name="train")
 encode_app.command("masks")(encode_masks_cmd)
-
-console = Console(stderr=True)
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _fail(msg: str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(EXIT_USAGE)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
 
 @encode_app.command("images")
 def encode_images_cmd(
@@ -111,9 +91,9 @@ def encode_images_cmd(
         opts = EncodeOptions(preset, path, geometry, chroma, max_pixels)
         opts.spec(sources)  # validate before starting anything
     except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     if exists(out) and not (resume or overwrite):
-        _fail(f"{out} exists: use --resume to continue it or --overwrite to replace it")
+        fail(f"{out} exists: use --resume to continue it or --overwrite to replace it")
     n_workers = default_workers() if workers is None else workers
     with Progress(
         TextColumn("[bold]encoding"),
@@ -137,7 +117,7 @@ def encode_images_cmd(
 
                     from freqdata.distributed import encode_distributed
                 except ImportError as e:
-                    _fail(f"--scheduler needs dask[distributed] ({e})")
+                    fail(f"--scheduler needs dask[distributed] ({e})")
                 summary = encode_distributed(
                     sources,
                     out,
@@ -159,7 +139,7 @@ def encode_images_cmd(
                     on_progress=on_progress,
                 )
         except (ValueError, FileExistsError) as e:
-            _fail(str(e))
+            fail(str(e))
     table = Table(title=f"freqdata encode images → {out}", show_header=False)
     for k, v in (
         (
@@ -169,8 +149,8 @@ def encode_images_cmd(
         ),
         ("encoded", str(summary.encoded)),
         ("failed", str(summary.failed)),
-        ("cube bytes (raw int16)", _human(summary.raw_bytes)),
-        ("store bytes on disk", _human(summary.store_bytes)),
+        ("cube bytes (raw int16)", human(summary.raw_bytes)),
+        ("store bytes on disk", human(summary.store_bytes)),
         (
             "time",
             f"{summary.seconds:.2f} s ({summary.encoded / max(summary.seconds, 1e-9):.1f} "
@@ -205,7 +185,7 @@ def inspect_cmd(
     try:
         s = open_store(store)
     except (ValueError, FileNotFoundError) as e:
-        _fail(f"{store}: {e}")
+        fail(f"{store}: {e}")
     labels = s.labels
     counts = {name: int((labels == k).sum()) for k, name in enumerate(s.class_names)}
     first = s.cube(0) if len(s) else None
@@ -246,7 +226,7 @@ def inspect_cmd(
         t.add_row(k, str(v))
     if counts:
         t.add_row("classes", ", ".join(f"{n}: {c}" for n, c in counts.items()))
-    t.add_row("bytes on disk", _human(size))
+    t.add_row("bytes on disk", human(size))
     out.print(t)
     st = Table(title="per-channel statistics (first 8 channels)")
     for col in ("channel", "mean", "std"):

@@ -9,40 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-console = Console(stderr=True)
-
-
-def _fail(msg: str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)
-    raise typer.Exit(EXIT_USAGE)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def parse_int_list(text: str | None, option: str) -> list[int]:
-    """``"8,16,32"`` → ``[8, 16, 32]``; a usage error (exit 2) for anything else."""
-    if text is None or not text.strip():
-        return []
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        _fail(f"{option} takes comma-separated integers, got {text!r}")
-    if any(v < 0 for v in values):
-        _fail(f"{option} values must be >= 0, got {text!r}")
-    return values
+from freqdata.cli.common import EXIT_OK, EXIT_SOME_FAILED, console, fail, human, int_list
 
 
 def encode_masks_cmd(
@@ -83,14 +56,14 @@ def encode_masks_cmd(
     from freqdata.masks.store import encode_masks
 
     if (out is None) == (into is None):
-        _fail("give exactly one of OUT (a new mask store) and --into IMAGE_STORE")
+        fail("give exactly one of OUT (a new mask store) and --into IMAGE_STORE")
     if not annotations.is_file():
-        _fail(f"{annotations} is not a file")
-    nus = parse_int_list(weak, "--weak")
+        fail(f"{annotations} is not a file")
+    nus = int_list(weak, "--weak", allow_empty=True)
     target = out if out is not None else into
     assert target is not None
     if out is not None and out.exists() and not overwrite:
-        _fail(f"{out} exists: use --overwrite to replace it")
+        fail(f"{out} exists: use --overwrite to replace it")
     with Progress(TextColumn("[bold]encoding masks"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("images"), TextColumn("[red]{task.fields[failed]} failed"),
                   TimeElapsedColumn(), console=console, disable=quiet) as bar:
@@ -104,7 +77,7 @@ def encode_masks_cmd(
                                    patch=patch, weak=nus, include_crowd=include_crowd,
                                    overwrite=overwrite, on_progress=on_progress)
         except (ValueError, FileExistsError, FileNotFoundError, json.JSONDecodeError) as e:
-            _fail(str(e))
+            fail(str(e))
     table = Table(title=f"freqdata encode masks → {summary.out}", show_header=False)
     reasons: dict[str, int] = {}
     for e in summary.errors:
@@ -121,8 +94,8 @@ def encode_masks_cmd(
                                           if reasons else "")),
         ("config", f"K={k} n={n} method={method} patch={'112/8/6' if patch else 'no'} "
                    f"weak={','.join(map(str, nus)) or 'no'}"),
-        ("arrays (raw)", _human(summary.raw_bytes)),
-        ("store bytes on disk", _human(summary.store_bytes)),
+        ("arrays (raw)", human(summary.raw_bytes)),
+        ("store bytes on disk", human(summary.store_bytes)),
         ("time", f"{summary.seconds:.2f} s "
                  f"({summary.instances / max(summary.seconds, 1e-9):.0f} instances/s)"),
     ]
@@ -188,7 +161,7 @@ def inspect_masks(path: Path, *, errors: bool = False, as_json: bool = False) ->
     t.add_row("block-wise labels", ", ".join(f"nu{v}" for v in info["weak_nus"]) or "none")
     for key, v in info["config"].items():
         t.add_row(key, str(v))
-    t.add_row("bytes on disk", _human(info["bytes_on_disk"]))
+    t.add_row("bytes on disk", human(info["bytes_on_disk"]))
     out.print(t)
     shown = s.errors if errors else s.errors[:5]
     for e in shown:

@@ -11,31 +11,13 @@ import json
 import shlex
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+
+from freqdata.cli.common import console, fail, int_list
 
 quality_app = typer.Typer(help="Representation quality reports.", no_args_is_help=True)
-
-EXIT_USAGE = 2
-_err = Console(stderr=True)
-
-
-def _fail(msg: str) -> NoReturn:
-    _err.print(f"[bold red]error:[/] {msg}", soft_wrap=True)
-    raise typer.Exit(EXIT_USAGE)
-
-
-def _ints(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 0 for v in values):
-        _fail(f"{option} takes comma-separated non-negative integers, got {text!r}")
-    return values
-
 
 def _write_json(result: dict[str, Any], path: Path | None) -> None:
     if path is None:
@@ -51,7 +33,7 @@ def _first_images(annotations: Path, count: int | None) -> list[int] | None:
     if count is None:
         return None
     if count < 1:
-        _fail(f"--max-images must be >= 1, got {count}")
+        fail(f"--max-images must be >= 1, got {count}")
     from freqdata.masks import load_coco
 
     return sorted(int(im["id"]) for im in load_coco(annotations)["images"])[:count]
@@ -61,7 +43,7 @@ def _progress(quiet: bool, label: str) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                    console=_err, disable=quiet, transient=True)
+                    console=console, disable=quiet, transient=True)
 
 
 _MASKS_HELP = (
@@ -103,17 +85,17 @@ def masks_cmd(
     """``freqdata quality masks``: see ``_MASKS_HELP`` and :mod:`freqdata.masks.report`."""
     from freqdata.masks.report import masks_quality, render_masks_png, render_masks_table
 
-    ks, ns = _ints(k, "--k"), _ints(n, "--n")
+    ks, ns = int_list(k, "--k"), int_list(n, "--n")
     if method not in ("box", "crop"):
-        _fail(f"--method must be box or crop, got {method!r}")
+        fail(f"--method must be box or crop, got {method!r}")
     if protocol not in ("full-image", "dctmask-repo"):
-        _fail(f"--protocol must be full-image or dctmask-repo, got {protocol!r}")
+        fail(f"--protocol must be full-image or dctmask-repo, got {protocol!r}")
     if boundary and protocol != "full-image":
-        _fail("--boundary needs --protocol full-image")
+        fail("--boundary needs --protocol full-image")
     if not annotations.is_file():
-        _fail(f"{annotations} is not a file")
+        fail(f"{annotations} is not a file")
     if min(ks) < 1 or min(ns) < 1:
-        _fail("K and n must be >= 1")
+        fail("K and n must be >= 1")
     t0 = time.perf_counter()
     with _progress(quiet, "reconstructing") as bar:
         task = bar.add_task("q", total=None)
@@ -123,7 +105,7 @@ def masks_cmd(
                               image_ids=_first_images(annotations, max_images),
                               on_progress=lambda d, t: bar.update(task, completed=d, total=t))
         except (ValueError, json.JSONDecodeError) as e:
-            _fail(str(e))
+            fail(str(e))
     q.result["seconds"] = round(time.perf_counter() - t0, 2)
     parts = ["freqdata", "quality", "masks", str(annotations), "--k", k, "--n", n,
              "--method", method, "--protocol", protocol] + (
@@ -164,11 +146,11 @@ def weak_cmd(
     """``freqdata quality weak``: see ``_WEAK_HELP`` and :mod:`freqdata.masks.report`."""
     from freqdata.masks.report import render_weak_png, render_weak_table, weak_quality
 
-    nus = _ints(nu, "--nu")
+    nus = int_list(nu, "--nu")
     if crowd not in ("ignore", "category", "skip"):
-        _fail(f"--crowd must be ignore, category or skip, got {crowd!r}")
+        fail(f"--crowd must be ignore, category or skip, got {crowd!r}")
     if not annotations.is_file():
-        _fail(f"{annotations} is not a file")
+        fail(f"{annotations} is not a file")
     t0 = time.perf_counter()
     with _progress(quiet, "label maps") as bar:
         task = bar.add_task("w", total=None)
@@ -178,7 +160,7 @@ def weak_cmd(
                                   on_progress=lambda d, t: bar.update(task, completed=d,
                                                                       total=t))
         except (ValueError, json.JSONDecodeError) as e:
-            _fail(str(e))
+            fail(str(e))
     result["seconds"] = round(time.perf_counter() - t0, 2)
     result["command"] = shlex.join(["freqdata", "quality", "weak", str(annotations),
                                     "--nu", nu, "--crowd", crowd] + (

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
+
+from freqdata.cli.common import fail
 
 train_app = typer.Typer(
     help="Reference trainers (classification, masks, segmentation).", no_args_is_help=True
 )
 
-EXIT_USAGE = 2
 
 _CLASSIFY_HELP = (
     "Train a classifier on a DCT store (--input dct) or an RGB store (--input rgb, written by "
@@ -25,13 +26,6 @@ _CLASSIFY_HELP = (
     "With --gate (DCT): the dynamic channel gate, its heat map OUT/heatmap.png and the static "
     "selection OUT/preset.json. --smoke: 2 steps and 2 validation batches per epoch."
 )
-
-
-def _fail(msg: str) -> NoReturn:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(EXIT_USAGE)
 
 
 @train_app.command("classify", help=_CLASSIFY_HELP)
@@ -88,7 +82,7 @@ def classify_cmd(
     from freqdata.trainers.classify import ClassifyConfig, train_classify
 
     if input not in ("dct", "rgb"):
-        _fail(f"--input must be dct or rgb, got {input!r}")
+        fail(f"--input must be dct or rgb, got {input!r}")
     cfg = ClassifyConfig(
         store=str(store), val_store=str(val_store) if val_store else None, model=model,
         input=input, gate=gate, gate_lambda=gate_lambda, gate_threshold=gate_threshold,
@@ -106,7 +100,7 @@ def classify_cmd(
     try:
         train_classify(cfg, on_log=echo)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @train_app.command("rgb-store")
@@ -124,7 +118,7 @@ def rgb_store_cmd(
     try:
         summary = encode_rgb(src, out, geometry, overwrite=overwrite)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "errors"}))
     for err in summary["errors"]:
         typer.echo(f"failed {err['path']}: {err['reason']}", err=True)
