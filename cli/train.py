@@ -123,3 +123,11 @@ def rgb_store_cmd(
     for err in summary["errors"]:
         typer.echo(f"failed {err['path']}: {err['reason']}", err=True)
     raise typer.Exit(1 if summary["failed"] else 0)
+
+
+# Commands with their own modules (one trainer each), registered on the same sub-app.
+from freqdata.cli.train_masks import masks_cmd  # noqa: E402
+from freqdata.cli.train_semantic import semantic_cmd  # noqa: E402
+
+train_app.command("masks")(masks_cmd)
+train_app.command("semantic")(semantic_cmd)
