@@ -39,6 +39,12 @@ def encode_masks_cmd(
         help="Encode crowd regions as instances too (default: skip and count them).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store / masks group.")]
     = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted encode (same annotations and options).")] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N (a "
+             "LocalCluster of N workers). Needs dask[distributed]; see docs/scale-out.md.")]
+    = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Encode COCO instance masks (DCT-Mask, PatchDCT, block-wise labels) into a Zarr store.
@@ -62,8 +68,15 @@ def encode_masks_cmd(
     nus = int_list(weak, "--weak", allow_empty=True)
     target = out if out is not None else into
     assert target is not None
-    if out is not None and out.exists() and not overwrite:
-        fail(f"{out} exists: use --overwrite to replace it")
+    if resume and overwrite:
+        fail("--resume and --overwrite exclude each other")
+    if out is not None and out.exists() and not (overwrite or resume):
+        fail(f"{out} exists: use --resume to continue it or --overwrite to replace it")
+    if scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError as e:
+            fail(f"--scheduler needs dask[distributed] ({e})")
     with Progress(TextColumn("[bold]encoding masks"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("images"), TextColumn("[red]{task.fields[failed]} failed"),
                   TimeElapsedColumn(), console=console, disable=quiet) as bar:
@@ -75,7 +88,8 @@ def encode_masks_cmd(
         try:
             summary = encode_masks(annotations, out, into=into, k=k, n=n, method=method,
                                    patch=patch, weak=nus, include_crowd=include_crowd,
-                                   overwrite=overwrite, on_progress=on_progress)
+                                   overwrite=overwrite, resume=resume, scheduler=scheduler,
+                                   on_progress=on_progress)
         except (ValueError, FileExistsError, FileNotFoundError, json.JSONDecodeError) as e:
             fail(str(e))
     table = Table(title=f"freqdata encode masks → {summary.out}", show_header=False)
@@ -85,7 +99,8 @@ def encode_masks_cmd(
     rows = [
         ("images", str(summary.images)
          + (f" ({summary.matched_images} in the image store)"
-            if summary.matched_images is not None else "")),
+            if summary.matched_images is not None else "")
+         + (f" (resumed at {summary.resumed_from})" if summary.resumed_from else "")),
         ("instances encoded", str(summary.instances)),
         ("skipped (policy)", ", ".join(f"{r}: {c}" for r, c in summary.skipped.items())
          or "none"),

@@ -1,6 +1,12 @@
-"""Encode images on a Dask distributed cluster into one store, byte-identical to one machine.
+"""Encode images (and masks) on a Dask distributed cluster into one store, byte-identical to
+one machine.
 
-Two rounds of Dask tasks, driven by the client (docs/scale-out.md has the why):
+Masks (:func:`freqdata.masks.encode_masks` with ``scheduler``) use :func:`map_ordered`: the
+workers encode batches of images, the client writes the results in input order (a few KB
+per instance, small next to the rasterization and DCT work).
+
+Images (:func:`encode_distributed`) use two rounds of Dask tasks, driven by the client
+(docs/scale-out.md has the why):
 
 1. **encode** — task ``t`` encodes inputs ``[base + t*K, base + (t+1)*K)`` and writes its
    samples into a private temporary group ``OUT/_dist/tNNNNNN`` (data arrays, per-sample
@@ -32,7 +38,7 @@ import bisect
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +290,52 @@ def connect(scheduler: Any) -> Iterator[Any]:
         return
     with Client(scheduler) as client:
         yield client
+
+
+def map_ordered(
+    fn: Callable[..., Any],
+    jobs: Iterable[tuple[Any, ...]],
+    scheduler: Any,
+    *,
+    retries: int = 2,
+    key: str = "freqdata-map",
+) -> Iterator[Any]:
+    """``fn(*job)`` for every job on a Dask cluster, yielded in job order.
+
+    For work whose results are small enough to travel to the client, which writes them (the
+    mask encoder). At most ``2 x`` the cluster's threads jobs are in flight, so memory stays
+    bounded. A job whose worker was lost is rerun by Dask (``fn`` must be pure); one that kills
+    workers repeatedly (``KilledWorker``) is computed here instead, so it cannot stop the run.
+    """
+    from distributed import KilledWorker
+
+    run = uuid.uuid4().hex[:8]
+    with connect(scheduler) as client:
+        window = max(2, 2 * (sum(client.nthreads().values()) or 1))
+        queue: deque[tuple[Any, tuple[Any, ...]]] = deque()
+        it = iter(jobs)
+        n = 0
+        try:
+            while True:
+                while len(queue) < window:
+                    job = next(it, None)
+                    if job is None:
+                        break
+                    f = client.submit(fn, *job, key=f"{key}-{run}-{n}", retries=retries,
+                                      pure=False)
+                    queue.append((f, job))
+                    n += 1
+                if not queue:
+                    return
+                f, job = queue.popleft()
+                try:
+                    result = f.result()
+                except KilledWorker:
+                    result = fn(*job)
+                f.release()
+                yield result
+        finally:
+            client.cancel([f for f, _ in queue])
 
 
 def _dist_plan(writer: StoreWriter, out: str, task_inputs: int) -> tuple[int, int]:

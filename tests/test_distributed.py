@@ -12,7 +12,7 @@ from pathlib import Path
 import dask
 import numpy as np
 import pytest
-from conftest import ANTS_BEES
+from conftest import ANTS_BEES, DATA
 from hostile import write_hostile
 from test_store import _tree
 
@@ -297,3 +297,124 @@ def test_crashing_decoder_costs_only_its_input(client, tmp_path, data_dir, monke
     encode_images(src, tmp_path / "ref.zarr", FIXED, workers=1)
     assert _tree(out) == _tree(tmp_path / "ref.zarr")
     client.wait_for_workers(2, timeout=30)
+
+
+# --------------------------------------------------------------------------- masks
+
+MASKS_VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
+MASK_OPTS = {"weak": (8, 16), "batch_images": 3}
+
+
+@pytest.fixture(scope="module")
+def mask_images(data_dir) -> list[int]:
+    from freqdata.masks import load_coco
+
+    return sorted(int(im["id"]) for im in load_coco(MASKS_VAL)["images"])[:14]
+
+
+@pytest.fixture(scope="module")
+def mask_reference(mask_images, tmp_path_factory) -> Path:
+    from freqdata.masks import encode_masks
+
+    out = tmp_path_factory.mktemp("mref") / "m.zarr"
+    encode_masks(MASKS_VAL, out, image_ids=mask_images, **MASK_OPTS)
+    return out
+
+
+def test_masks_distributed_identical_with_a_worker_killed(
+    mask_images, mask_reference, client, tmp_path
+):
+    """``encode_masks(scheduler=...)`` equals the single-process store byte for byte, also
+    when a worker process is killed while batches are in flight (Dask reruns them)."""
+    from freqdata.masks import encode_masks
+
+    killed = []
+
+    def kill_a_worker(done: int, total: int, failed: int) -> None:
+        if done and not killed:
+            pids = client.run(os.getpid)
+            victim = pids[sorted(pids)[0]]
+            os.kill(victim, 9)  # the nanny starts a new worker; Dask reruns its batches
+            killed.append(victim)
+
+    out = tmp_path / "d.zarr"
+    summary = encode_masks(MASKS_VAL, out, image_ids=mask_images, scheduler=client,
+                           on_progress=kill_a_worker, **MASK_OPTS)
+    assert killed and summary.images == 14 and summary.instances > 0
+    assert _tree(out) == _tree(mask_reference)
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_masks_interrupted_then_resumed_identical(mask_images, mask_reference, client, tmp_path):
+    """A run stopped after two batches (with rows past the last commit left behind, as a
+    crash leaves them) and resumed on the cluster equals the uninterrupted store."""
+    from freqdata.masks import encode_masks
+
+    def stop(done: int, total: int, failed: int) -> None:
+        if done >= 6:
+            raise Stop
+
+    out = tmp_path / "m.zarr"
+    with pytest.raises(Stop):
+        encode_masks(MASKS_VAL, out, image_ids=mask_images, scheduler=client, on_progress=stop,
+                     **MASK_OPTS)
+    _idle(client)
+    import zarr
+
+    g = zarr.open_group(str(out), mode="r+", zarr_format=3)  # uncommitted rows of a crash
+    g["vectors"].resize((g["vectors"].shape[0] + 5, g["vectors"].shape[1]))
+    g["vectors"][-5:] = 7.0
+    summary = encode_masks(MASKS_VAL, out, image_ids=mask_images, scheduler=client, resume=True,
+                           **MASK_OPTS)
+    assert summary.resumed_from == 6
+    assert _tree(out) == _tree(mask_reference)
+    again = encode_masks(MASKS_VAL, out, image_ids=mask_images, resume=True, **MASK_OPTS)
+    assert again.resumed_from == 14 and _tree(out) == _tree(mask_reference)
+    with pytest.raises(ValueError, match="weak differ"):
+        encode_masks(MASKS_VAL, out, image_ids=mask_images, resume=True, weak=(8,),
+                     batch_images=3)
+
+
+def test_cli_encode_masks_scheduler(mask_images, tmp_path):
+    """``freqdata encode masks --scheduler local:2`` equals the single-process CLI run."""
+    from typer.testing import CliRunner
+
+    from freqdata.cli.main import app
+    from freqdata.masks import load_coco
+
+    coco = load_coco(MASKS_VAL)
+    keep = set(mask_images[:5])
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "images": [im for im in coco["images"] if im["id"] in keep],
+        "categories": coco["categories"],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}))
+    runner = CliRunner()
+    r = runner.invoke(app, ["encode", "masks", str(ann), str(tmp_path / "a.zarr"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["encode", "masks", str(ann), str(tmp_path / "b.zarr"), "--quiet",
+                            "--scheduler", "local:2"])
+    assert r.exit_code == 0, r.output
+    assert _tree(tmp_path / "b.zarr") == _tree(tmp_path / "a.zarr")
+    r = runner.invoke(app, ["encode", "masks", str(ann), str(tmp_path / "b.zarr"), "--quiet"])
+    assert r.exit_code == 2 and "--resume" in r.output
+
+
+def test_scaling_bench_masks(mask_images, tmp_path, capsys):
+    """``python -m freqdata.bench.scaling ANN --masks`` reports single and dask-N rows."""
+    from freqdata.bench.scaling import main
+    from freqdata.masks import load_coco
+
+    coco = load_coco(MASKS_VAL)
+    keep = set(mask_images[:3])
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "images": [im for im in coco["images"] if im["id"] in keep],
+        "categories": coco["categories"],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}))
+    main([str(ann), "--masks", "--workers", "1", "--weak", "8", "--json", str(tmp_path / "r.json")])
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert [r["config"] for r in rep["results"]] == ["single", "dask-1"]
+    assert rep["encoded"] == 3 and rep["results"][0]["speedup"] == 1.0
+    assert all(r["instances_per_s"] > 0 for r in rep["results"])
+    assert "dask-1" in capsys.readouterr().out

@@ -1,6 +1,8 @@
 """Images/s of the distributed encoder versus the number of Dask workers on this machine.
 
 ``python -m freqdata.bench.scaling SRC [--workers 1,2] [--geometry resnet] [--json OUT]``
+``python -m freqdata.bench.scaling instances.json --masks [--weak 8,16,32]`` (mask encoder:
+``single`` and ``dask-N`` only; figures per image and per instance)
 
 Every configuration encodes the same inputs into a fresh store under a temporary folder:
 
@@ -25,6 +27,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,27 @@ def _best(fn: Any, repeat: int) -> float:
     return best
 
 
+@contextmanager
+def _cluster(w: int) -> Iterator[tuple[Any, float]]:
+    """A LocalCluster of ``w`` single-threaded workers, freqdata imported on each: (client,
+    start-up seconds)."""
+    from distributed import Client, LocalCluster
+
+    from freqdata.distributed import local_worker_env
+
+    t0 = time.perf_counter()
+    with (
+        local_worker_env(),
+        LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=":0")
+        as cluster,
+        Client(cluster) as client,
+    ):
+        start = time.perf_counter() - t0
+        client.run(lambda: __import__("freqdata.encode"))  # imports out of the clock
+        client.run(lambda: __import__("freqdata.masks.store"))
+        yield client, start
+
+
 def run(
     src: str | Path,
     workers: list[int],
@@ -55,9 +80,7 @@ def run(
     task_inputs: int = 32,
 ) -> dict[str, Any]:
     """Measure every configuration on the inputs of ``src`` (the first ``limit``)."""
-    from distributed import Client, LocalCluster
-
-    from freqdata.distributed import encode_distributed, local_worker_env
+    from freqdata.distributed import encode_distributed
 
     sources = list_sources(src)
     if limit:
@@ -81,16 +104,7 @@ def run(
                 s = _best(lambda w=w: encode_images(sources, fresh(), opts, workers=w), repeat)
                 rows.append({"config": f"pool-{w}", "workers": w, "seconds": s})
         for w in workers:
-            t0 = time.perf_counter()
-            with (
-                local_worker_env(),
-                LocalCluster(
-                    n_workers=w, threads_per_worker=1, processes=True, dashboard_address=":0"
-                ) as cluster,
-                Client(cluster) as client,
-            ):
-                start = time.perf_counter() - t0
-                client.run(lambda: __import__("freqdata.encode"))  # imports out of the clock
+            with _cluster(w) as (client, start):
                 s = _best(
                     lambda client=client: encode_distributed(
                         sources, fresh(), opts, scheduler=client, task_inputs=task_inputs
@@ -100,6 +114,47 @@ def run(
             rows.append(
                 {"config": f"dask-{w}", "workers": w, "seconds": s, "cluster_start_s": start}
             )
+    return _report(rows, encoded, {
+        "inputs": n, "options": vars(opts), "task_inputs": task_inputs, "repeat": repeat})
+
+
+def run_masks(
+    annotations: str | Path,
+    workers: list[int],
+    *,
+    weak: tuple[int, ...] = (8, 16, 32),
+    batch_images: int = 8,
+    repeat: int = 1,
+) -> dict[str, Any]:
+    """The mask encoder (:func:`freqdata.masks.encode_masks`) in this process and with
+    ``scheduler=`` LocalClusters of each size; ``images_per_s`` counts annotated images."""
+    from freqdata.masks import encode_masks
+
+    with tempfile.TemporaryDirectory(prefix="freqdata-scaling-") as tmp:
+        out = Path(tmp) / "m.zarr"
+
+        def encode(client: Any = None) -> Any:
+            shutil.rmtree(out, ignore_errors=True)
+            return encode_masks(annotations, out, weak=weak, batch_images=batch_images,
+                                scheduler=client)
+
+        first = encode()  # warm caches and imports
+        rows = [{"config": "single", "workers": 1, "seconds": _best(encode, repeat)}]
+        for w in workers:
+            with _cluster(w) as (client, start):
+                encode(client)  # the workers' first batches import and warm up
+                s = _best(lambda client=client: encode(client), repeat)
+            rows.append({"config": f"dask-{w}", "workers": w, "seconds": s,
+                         "cluster_start_s": start})
+    for r in rows:
+        r["instances_per_s"] = first.instances / r["seconds"]
+    return _report(rows, first.images, {
+        "inputs": first.images, "instances": first.instances, "weak": list(weak),
+        "batch_images": batch_images, "repeat": repeat})
+
+
+def _report(rows: list[dict[str, Any]], encoded: int, info: dict[str, Any]) -> dict[str, Any]:
+    """Ratios against ``single`` and the notes on where scaling stops."""
     base = rows[0]["seconds"]
     for r in rows:
         r["images_per_s"] = encoded / r["seconds"]
@@ -115,7 +170,8 @@ def run(
         d1 = dask[0]
         note.append(
             f"dask-{d1['workers']} runs at {d1['speedup']:.2f}x single: the client/scheduler "
-            "overhead and the second write of every sample (round-2 copy into the final shards)."
+            "overhead (images: and the second write of every sample, the round-2 copy into "
+            "the final shards; masks: shipping each batch's arrays to the writing client)."
         )
     if len(dask) > 1:
         first, last = dask[0], dask[-1]
@@ -129,22 +185,17 @@ def run(
                 else ""
             )
         )
-    return {
-        "inputs": n,
-        "encoded": encoded,
-        "options": vars(opts),
-        "cpus": cpus,
-        "task_inputs": task_inputs,
-        "repeat": repeat,
-        "results": rows,
-        "scaling": note,
-    }
+    return {**info, "encoded": encoded, "cpus": cpus, "results": rows, "scaling": note}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: print a table (and write JSON with ``--json``)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("src", help="folder of images or a text file of paths")
+    ap.add_argument("src", help="folder of images, a text file of paths, or (--masks) a COCO "
+                    "instances JSON file")
+    ap.add_argument("--masks", action="store_true", help="benchmark encode masks instead")
+    ap.add_argument("--weak", default="8,16,32", help="--masks: nu_max of the weak labels")
+    ap.add_argument("--batch-images", type=int, default=8, help="--masks: images per task")
     ap.add_argument("--workers", default="1,2", help="LocalCluster sizes, comma-separated")
     ap.add_argument("--path", default="pixels")
     ap.add_argument("--geometry", default="resnet")
@@ -154,16 +205,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--task-inputs", type=int, default=32)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
-    opts = EncodeOptions(preset=a.preset, path=a.path, geometry=a.geometry)
-    rep = run(
-        a.src,
-        [int(x) for x in a.workers.split(",")],
-        opts,
-        limit=a.limit,
-        repeat=a.repeat,
-        task_inputs=a.task_inputs,
-    )
-    print(f"{rep['encoded']} images encoded of {rep['inputs']}, {rep['cpus']} CPUs, {opts}")
+    workers = [int(x) for x in a.workers.split(",")]
+    if a.masks:
+        weak = tuple(int(x) for x in a.weak.split(",") if x)
+        rep = run_masks(a.src, workers, weak=weak, batch_images=a.batch_images, repeat=a.repeat)
+        print(f"{rep['encoded']} images, {rep['instances']} instances, weak {list(weak)}, "
+              f"{rep['cpus']} CPUs")
+    else:
+        opts = EncodeOptions(preset=a.preset, path=a.path, geometry=a.geometry)
+        rep = run(a.src, workers, opts, limit=a.limit, repeat=a.repeat,
+                  task_inputs=a.task_inputs)
+        print(f"{rep['encoded']} images encoded of {rep['inputs']}, {rep['cpus']} CPUs, {opts}")
     print(f"{'config':<10}{'seconds':>9}{'images/s':>10}{'speedup':>9}{'per worker':>12}")
     for r in rep["results"]:
         print(

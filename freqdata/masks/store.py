@@ -36,6 +36,7 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -55,7 +56,7 @@ from freqdata.masks.coco import (
 )
 from freqdata.masks.patchdct import patch_encode
 from freqdata.masks.weak import IGNORE_INDEX, _cells, blockwise
-from freqdata.store import INDEX_CHUNK, Progress, _append, store_bytes
+from freqdata.store import INDEX_CHUNK, Progress, _append, _truncate, store_bytes
 
 __all__ = [
     "FORMAT",
@@ -370,6 +371,7 @@ class MaskEncodeSummary:
     errors: list[dict[str, Any]] = field(default_factory=list)
     raw_bytes: int = 0
     seconds: float = 0.0
+    resumed_from: int = 0  # images already committed when this run started (``resume``)
 
     @property
     def failed(self) -> int:
@@ -532,6 +534,85 @@ def _append_ragged(rg: zarr.Group, maps: list[np.ndarray]) -> None:
     _append(rg["offset"], start + np.concatenate([[0], np.cumsum(sizes)[:-1]]))
 
 
+@dataclass
+class _Batch:
+    """One batch of images, encoded: what the writer appends, in this order."""
+
+    arrays: dict[str, np.ndarray]  # per-instance arrays (without image_index)
+    errors: list[dict[str, Any]]  # failures of this batch, in the order they were found
+    skipped: Counter[str]  # policy skips (crowd) by reason
+    full: list[np.ndarray]  # category maps, one per image (empty without weak labels)
+
+
+def _encode_batch(
+    sub: dict[str, Any], k: int, n: int, method: str, patch: bool, include_crowd: bool,
+    weak: bool, crowd: str, mapping: CategoryMapping, index_of: dict[int, int],
+) -> _Batch:
+    """Encode the annotations of ``sub`` (a batch of images with their annotations): a pure
+    function of its arguments, so it can run anywhere (a Dask worker) and be rerun."""
+    errors: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    arrays, sk = _encode_chunk(sub, k, n, method, patch, include_crowd, errors, index_of)
+    for ann_id, reason in sk:
+        if reason == SKIP_CROWD:
+            skipped[reason] += 1
+        else:
+            a = next(x for x in sub["annotations"] if int(x["id"]) == ann_id)
+            errors.append({"index": index_of.get(ann_id), "ann_id": ann_id,
+                           "image_id": int(a["image_id"]), "reason": reason})
+    full: list[np.ndarray] = []
+    if weak:
+        stored = set(arrays["ann_ids"].tolist())
+        crowds = {int(a["id"]) for a in sub["annotations"] if a.get("iscrowd", 0)}
+
+        def paint_error(a: dict[str, Any], reason: str) -> None:
+            errors.append({"index": index_of.get(int(a["id"])), "ann_id": int(a["id"]),
+                           "image_id": int(a["image_id"]), "reason": f"category map: {reason}"})
+
+        full = [mp for _, mp in category_maps(sub, ann_ids=stored | crowds, crowd=crowd,
+                                              mapping=mapping, on_error=paint_error)]
+    return _Batch(arrays, errors, skipped, full)
+
+
+def _ragged_end(rg: zarr.Group, rows: int) -> int:
+    """Elements of ``data`` used by the first ``rows`` maps of a ragged group."""
+    if rows == 0:
+        return 0
+    return int(rg["offset"][rows - 1] + np.prod(rg["shape"][rows - 1]))
+
+
+def _truncate_to(g: zarr.Group, progress: Progress, nus: Sequence[int]) -> None:
+    """Drop rows written after the last commit (an interrupted encode), so that resuming
+    appends exactly where the committed store ends."""
+    instances = ["vectors", "image_ids", "image_index", "category_ids", "ann_ids", "boxes",
+                 "areas", "iscrowd"]
+    if "patch" in g:
+        instances += ["patch/vectors", "patch/labels"]
+    for name in instances:
+        _truncate(g[name], progress.samples)
+    for name in ("ids", "image_index", "sizes", "file_names"):
+        _truncate(g[f"images/{name}"], progress.inputs_done)
+    for name in ["full", *(f"nu{nu}" for nu in nus)] if nus else []:
+        rg = g[f"weak/{name}"]
+        end = _ragged_end(rg, min(progress.inputs_done, rg["shape"].shape[0]))
+        for key in ("shape", "offset"):
+            _truncate(rg[key], progress.inputs_done)
+        _truncate(rg["data"], end)
+
+
+def _map_batches(
+    fn: Callable[..., _Batch], jobs: Iterator[tuple[Any, ...]], scheduler: Any, retries: int
+) -> Iterator[_Batch]:
+    """``fn(*job)`` for each job, in order: here, or on a Dask cluster (``scheduler``)."""
+    if scheduler is None:
+        for job in jobs:
+            yield fn(*job)
+        return
+    from freqdata.distributed import map_ordered
+
+    yield from map_ordered(fn, jobs, scheduler, retries=retries, key="freqdata-masks")
+
+
 def encode_masks(
     annotations: Annotations,
     out: str | Path | None = None,
@@ -545,8 +626,11 @@ def encode_masks(
     include_crowd: bool = False,
     crowd: str = "ignore",
     overwrite: bool = False,
+    resume: bool = False,
     image_ids: Iterable[int] | None = None,
     batch_images: int = 256,
+    scheduler: Any = None,
+    retries: int = 2,
     on_progress: Callable[[int, int, int], None] | None = None,
 ) -> MaskEncodeSummary:
     """Encode the instances of a COCO annotation file (or dict) into a mask store.
@@ -559,6 +643,14 @@ def encode_masks(
     ``include_crowd``: encode crowd regions as instances too; ``crowd``: how crowd regions
     enter the category maps (:func:`category_maps`); ``image_ids``: restrict to these images.
     ``on_progress(images_done, images_total, failed)`` after each batch.
+
+    ``resume``: continue an interrupted store written with the same annotations and options
+    (rows after its last commit are dropped, finished batches are not recomputed; a complete
+    store is left as it is). ``scheduler``: encode the batches of ``batch_images`` images on
+    a Dask cluster (an address, ``local:N`` or a ``distributed.Client``; see
+    :func:`freqdata.distributed.connect`); Dask reruns a batch whose worker was lost
+    (``retries`` for batches that raise); the client writes the store, in input order, so it
+    is byte-identical to the single-process encode.
 
     Annotations that cannot be encoded (:func:`validate_annotations`, and load_instances'
     "degenerate box", "no valid polygon", "bad segmentation") are skipped and listed in the
@@ -577,6 +669,10 @@ def encode_masks(
         raise ValueError(f"nu_max values must be >= 0, got {list(weak)}")
     if crowd not in ("ignore", "category", "skip"):
         raise ValueError(f"crowd must be 'ignore', 'category' or 'skip', got {crowd!r}")
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    if batch_images < 1:
+        raise ValueError(f"batch_images must be >= 1, got {batch_images}")
     raw = load_coco(annotations)
     mapping = category_mapping(raw)
     clean, errors = validate_annotations(raw, image_ids)
@@ -587,7 +683,7 @@ def encode_masks(
         raise ValueError(f"none of the {len(images)} annotated images is in the image store "
                          f"{into} (matched by file name and COCO id)")
     path = Path(into) / SUBGROUP if into is not None else Path(str(out))
-    if into is not None and path.exists() and not overwrite:
+    if into is not None and path.exists() and not (overwrite or resume):
         raise FileExistsError(f"{into} already has masks: pass overwrite=True (--overwrite)")
     index_of = {int(a["id"]): j for j, a in enumerate(raw.get("annotations", []))
                 if isinstance(a, dict) and isinstance(a.get("id"), int)}
@@ -605,10 +701,18 @@ def encode_masks(
     from freqdata import __version__
 
     config["freqdata_version"] = __version__
-    g = _create_group(path, overwrite)
-    _create_arrays(g, n, patch, nus)
-    progress = Progress()
     skipped: Counter[str] = Counter()
+    if resume and (path / "zarr.json").exists():
+        g, progress = _reopen(path, config)
+        attrs = g.attrs["freqdata"]
+        skipped.update(attrs["skipped"])
+        errors = errors + attrs["errors"][len(errors):]  # validation errors come first
+        _truncate_to(g, progress, nus)
+    else:
+        g = _create_group(path, overwrite)
+        _create_arrays(g, n, patch, nus)
+        progress = Progress()
+    resumed_from = progress.inputs_done
 
     def commit(complete: bool = False) -> None:
         progress.complete = complete
@@ -618,66 +722,81 @@ def encode_masks(
             "skipped": dict(sorted(skipped.items())), "errors": errors,
         }
 
-    commit()
-    summary = MaskEncodeSummary(str(path), images=len(images))
+    summary = MaskEncodeSummary(str(path), images=len(images), resumed_from=resumed_from)
     if into is not None:
         summary.matched_images = int((image_index >= 0).sum())
+    if progress.complete:  # resuming a finished store: nothing to do
+        summary.instances, summary.skipped, summary.errors = progress.samples, dict(skipped), []
+        return summary
+    commit()
     anns_by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for a in clean["annotations"]:
         anns_by_image[int(a["image_id"])].append(a)
     pos = {int(im["id"]): j for j, im in enumerate(images)}
-    if on_progress:
-        on_progress(0, len(images), len(errors))
-    for s in range(0, len(images), batch_images):
+    starts = range(resumed_from, len(images), batch_images)
+
+    def job(s: int) -> tuple[Any, ...]:
         chunk = images[s : s + batch_images]
         sub = {"images": chunk, "categories": clean["categories"],
                "annotations": [a for im in chunk for a in anns_by_image.get(int(im["id"]), [])]}
-        arrays, sk = _encode_chunk(sub, k, n, method, patch, include_crowd, errors, index_of)
-        for ann_id, reason in sk:
-            if reason == SKIP_CROWD:
-                skipped[reason] += 1
-            else:
-                a = next(x for x in sub["annotations"] if int(x["id"]) == ann_id)
-                errors.append({"index": index_of.get(ann_id), "ann_id": ann_id,
-                               "image_id": int(a["image_id"]), "reason": reason})
-        arrays["image_index"] = image_index[[pos[int(i)] for i in arrays["image_ids"]]].astype(
-            np.int64).reshape(-1)
-        m = len(arrays["ann_ids"])
-        if m:
-            for key, value in arrays.items():
-                _append(g[key], value)
-                summary.raw_bytes += value.nbytes
-        _append(g["images/ids"], np.array([im["id"] for im in chunk], dtype=np.int64))
-        _append(g["images/image_index"], image_index[s : s + len(chunk)])
-        _append(g["images/sizes"], np.array([[im["height"], im["width"]] for im in chunk],
-                                            dtype=np.int64))
-        _append(g["images/file_names"], np.array([str(im.get("file_name", "")) for im in chunk],
-                                                 dtype=str))
-        if nus:
-            stored = set(arrays["ann_ids"].tolist())
-            crowds = {int(a["id"]) for a in sub["annotations"] if a.get("iscrowd", 0)}
+        return (sub, k, n, method, patch, include_crowd, bool(nus), crowd, mapping, index_of)
 
-            def paint_error(a: dict[str, Any], reason: str) -> None:
-                errors.append({"index": index_of.get(int(a["id"])), "ann_id": int(a["id"]),
-                               "image_id": int(a["image_id"]),
-                               "reason": f"category map: {reason}"})
-
-            full = [mp for _, mp in category_maps(sub, ann_ids=stored | crowds, crowd=crowd,
-                                                  mapping=mapping, on_error=paint_error)]
-            _append_ragged(g["weak/full"], full)
-            for nu in nus:
-                _append_ragged(g[f"weak/nu{nu}"], [grid_of(mp, nu) for mp in full])
-        progress.inputs_done = s + len(chunk)
-        progress.samples += m
-        commit()
-        if on_progress:
-            on_progress(progress.inputs_done, len(images), len(errors))
+    if on_progress:
+        on_progress(resumed_from, len(images), len(errors))
+    new_errors = len(errors)
+    jobs = (job(s) for s in starts)
+    with closing(_map_batches(_encode_batch, jobs, scheduler, retries)) as batches:
+        for s, batch in zip(starts, batches, strict=True):
+            chunk = images[s : s + batch_images]
+            arrays = batch.arrays
+            errors.extend(batch.errors)
+            skipped.update(batch.skipped)
+            arrays["image_index"] = image_index[[pos[int(i)] for i in arrays["image_ids"]]].astype(
+                np.int64).reshape(-1)
+            m = len(arrays["ann_ids"])
+            if m:
+                for key, value in arrays.items():
+                    _append(g[key], value)
+                    summary.raw_bytes += value.nbytes
+            _append(g["images/ids"], np.array([im["id"] for im in chunk], dtype=np.int64))
+            _append(g["images/image_index"], image_index[s : s + len(chunk)])
+            _append(g["images/sizes"], np.array([[im["height"], im["width"]] for im in chunk],
+                                                dtype=np.int64))
+            _append(g["images/file_names"], np.array([str(im.get("file_name", "")) for im in chunk],
+                                                     dtype=str))
+            if nus:
+                _append_ragged(g["weak/full"], batch.full)
+                for nu in nus:
+                    _append_ragged(g[f"weak/nu{nu}"], [grid_of(mp, nu) for mp in batch.full])
+            progress.inputs_done = s + len(chunk)
+            progress.samples += m
+            commit()
+            if on_progress:
+                on_progress(progress.inputs_done, len(images), len(errors))
     commit(complete=True)
     summary.instances = progress.samples
     summary.skipped = dict(sorted(skipped.items()))
-    summary.errors = errors
+    summary.errors = errors if resumed_from == 0 else errors[new_errors:]
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _reopen(path: Path, config: dict[str, Any]) -> tuple[zarr.Group, Progress]:
+    """The mask group at ``path`` and its committed progress, for a resume with ``config``."""
+    try:
+        g = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        attrs = g.attrs["freqdata"]
+    except Exception as e:
+        raise ValueError(f"cannot resume {path}: not a freqdata mask store ({e})") from None
+    if attrs.get("format") != FORMAT:
+        raise ValueError(f"cannot resume {path}: not a freqdata mask store")
+    old = {key: v for key, v in attrs["config"].items() if key != "freqdata_version"}
+    new = {key: v for key, v in config.items() if key != "freqdata_version"}
+    if old != new:
+        diff = sorted(key for key in new.keys() | old.keys() if old.get(key) != new.get(key))
+        raise ValueError(f"cannot resume {path}: it was written with other annotations or "
+                         f"options ({', '.join(diff)} differ); use --overwrite")
+    return g, Progress(**attrs["progress"])
 
 
 # --------------------------------------------------------------------------- reading
