@@ -321,6 +321,20 @@ def mask_reference(mask_images, tmp_path_factory) -> Path:
     return out
 
 
+def _annotation_file(tmp_path: Path, image_ids: list[int]) -> Path:
+    """The coco-mini val annotations of ``image_ids`` as a file of their own."""
+    from freqdata.masks import load_coco
+
+    coco = load_coco(MASKS_VAL)
+    keep = set(image_ids)
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "images": [im for im in coco["images"] if im["id"] in keep],
+        "categories": coco["categories"],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}))
+    return ann
+
+
 def test_masks_distributed_identical_with_a_worker_killed(
     mask_images, mask_reference, client, tmp_path
 ):
@@ -380,15 +394,8 @@ def test_cli_encode_masks_scheduler(mask_images, tmp_path):
     from typer.testing import CliRunner
 
     from freqdata.cli.main import app
-    from freqdata.masks import load_coco
 
-    coco = load_coco(MASKS_VAL)
-    keep = set(mask_images[:5])
-    ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps({
-        "images": [im for im in coco["images"] if im["id"] in keep],
-        "categories": coco["categories"],
-        "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}))
+    ann = _annotation_file(tmp_path, mask_images[:5])
     runner = CliRunner()
     r = runner.invoke(app, ["encode", "masks", str(ann), str(tmp_path / "a.zarr"), "--quiet"])
     assert r.exit_code == 0, r.output
@@ -403,15 +410,8 @@ def test_cli_encode_masks_scheduler(mask_images, tmp_path):
 def test_scaling_bench_masks(mask_images, tmp_path, capsys):
     """``python -m freqdata.bench.scaling ANN --masks`` reports single and dask-N rows."""
     from freqdata.bench.scaling import main
-    from freqdata.masks import load_coco
 
-    coco = load_coco(MASKS_VAL)
-    keep = set(mask_images[:3])
-    ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps({
-        "images": [im for im in coco["images"] if im["id"] in keep],
-        "categories": coco["categories"],
-        "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}))
+    ann = _annotation_file(tmp_path, mask_images[:3])
     main([str(ann), "--masks", "--workers", "1", "--weak", "8", "--json", str(tmp_path / "r.json")])
     rep = json.loads((tmp_path / "r.json").read_text())
     assert [r["config"] for r in rep["results"]] == ["single", "dask-1"]
