@@ -46,6 +46,13 @@ def classify_cmd(
     width: Annotated[
         int | None, typer.Option(help="ResNet stage-1 width (default: resnet18 32, resnet50 64).")
     ] = None,
+    conv: Annotated[
+        str,
+        typer.Option(
+            help="conv (plain) | fdconv (Frequency Dynamic Convolution in the blocks' "
+            "1x1/3x3 convs with > 16 channels; docs/fdconv.md)."
+        ),
+    ] = "conv",
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     optimizer: Annotated[str, typer.Option(help="sgd (Nesterov momentum) | adamw.")] = "sgd",
@@ -86,7 +93,7 @@ def classify_cmd(
     cfg = ClassifyConfig(
         store=str(store), val_store=str(val_store) if val_store else None, model=model,
         input=input, gate=gate, gate_lambda=gate_lambda, gate_threshold=gate_threshold,
-        width=width, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+        width=width, conv=conv, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
         weight_decay=weight_decay, label_smoothing=label_smoothing,
         warmup_epochs=warmup_epochs, seed=seed, crop=crop, transport=transport, out=str(out),
         resume=resume, device=device, amp=amp, channels_last=channels_last, threads=threads,

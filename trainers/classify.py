@@ -11,7 +11,8 @@ What one run does (docs/trainers.md has the measured results):
 * data: :func:`freqdata.trainers.data.build_pipeline` (same order, crops, flips and
   normalization policy for DCT and RGB stores);
 * model: :func:`freqdata.trainers.create_model` (``input`` picks the stem, ``gate`` adds
-  the dynamic channel gate, loss ``CE + gate_lambda · Σ_c mean_b g``);
+  the dynamic channel gate, loss ``CE + gate_lambda · Σ_c mean_b g``; ``conv="fdconv"``
+  swaps the eligible convolutions for :class:`freqdata.nn.FDConv`, docs/fdconv.md);
 * schedule: SGD (momentum 0.9, Nesterov) or AdamW, weight decay on conv/linear weights
   only, linear warm-up then cosine decay per step, label smoothing;
 * device: ``"auto"`` = CUDA when available; on CUDA bf16 autocast (mixed precision) and
@@ -45,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from freqdata.nn import parameter_overhead, to_fdconv
+
 from . import get_gate
 from .data import Pipeline, build_pipeline, iterate
 from .registry import create_model
@@ -67,6 +70,7 @@ class ClassifyConfig:
     gate_lambda: float = 0.01
     gate_threshold: float = 0.5
     width: int | None = None  # ResNet stage-1 width (resnet18 default 32, resnet50 64)
+    conv: str = "conv"  # conv | fdconv (freqdata.nn.to_fdconv on the built model)
     epochs: int = 20
     batch_size: int = 32
     optimizer: str = "sgd"
@@ -92,8 +96,9 @@ class ClassifyConfig:
 
 
 # what must match for a checkpoint to be resumed
-_RESUME_KEYS = ("store", "model", "input", "gate", "width", "batch_size", "optimizer", "seed",
-                "crop", "transport", "epochs")  # fmt: skip
+_RESUME_KEYS = ("store", "model", "input", "gate", "conv", "width", "batch_size", "optimizer",
+                "seed", "crop", "transport", "epochs")  # fmt: skip
+CONVS = ("conv", "fdconv")
 
 
 def _device(name: str) -> torch.device:
@@ -220,12 +225,16 @@ def train_classify(
     channels_last = True if cfg.channels_last is None else bool(cfg.channels_last)
     if cfg.gate and cfg.input != "dct":
         raise ValueError("--gate needs --input dct")
+    if cfg.conv not in CONVS:
+        raise ValueError(f"conv must be one of {', '.join(CONVS)}, got {cfg.conv!r}")
 
     ckpt: dict[str, Any] | None = None
     if cfg.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         saved = ckpt["config"]
-        diff = [k for k in _RESUME_KEYS if saved.get(k) != getattr(cfg, k)]
+        # keys a checkpoint predates read as their defaults
+        diff = [k for k in _RESUME_KEYS
+                if saved.get(k, getattr(ClassifyConfig, k, None)) != getattr(cfg, k)]  # fmt: skip
         if diff:
             raise ValueError(f"cannot resume {ckpt_path}: different {', '.join(diff)}")
     elif not cfg.resume and log_path.exists():
@@ -244,7 +253,10 @@ def train_classify(
     model = create_model(
         cfg.model, input=cfg.input, in_channels=pipe.in_channels if cfg.input == "dct" else None,
         num_classes=pipe.num_classes, gate=cfg.gate, **kw,
-    ).to(device)  # fmt: skip
+    )  # fmt: skip
+    if cfg.conv == "fdconv":
+        to_fdconv(model)  # the paper's rule: block convs with > 16 channels, 1x1 and 3x3
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     gate = get_gate(model)
@@ -280,6 +292,7 @@ def train_classify(
         "config": cfg.to_dict(),
         "data": pipe.info,
         "model_params": n_params,
+        **({"fdconv": parameter_overhead(model)} if cfg.conv == "fdconv" else {}),
         "in_shape": [pipe.in_channels, *pipe.spatial],
         "bytes_per_sample": pipe.bytes_per_sample,
         "device": str(device),
