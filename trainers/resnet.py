@@ -163,13 +163,20 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, in_channels, H, W)`` → the outputs of ``layer1 .. layer4`` (4 tensors; the
+        last is :meth:`forward_features`), e.g. for an FPN. Strides relative to the input:
+        4, 8, 16, 32 (RGB) or 1, 2, 4, 8 (DCT: 8, 16, 32, 64 in pixels of the image)."""
+        x = self.stem(x)
+        out = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            out.append(x)
+        return out
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W)`` → ``(B, num_features, h, w)``."""
-        x = self.stem(x)
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        return self.forward_stages(x)[-1]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``(B, num_features, h, w)`` → ``(B, num_classes)`` (``(B, num_features)`` if
