@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import DATA
 
 from freqdata.bench.masks import TARGET_ROW, render_table, run_masks_bench
@@ -12,7 +11,6 @@ from freqdata.masks import load_coco
 
 VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def test_run_masks_bench_smoke(data_dir):

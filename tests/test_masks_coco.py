@@ -32,7 +32,6 @@ COCO = DATA / "coco" / "coco-mini"
 VAL = COCO / "instances_val2017.json"
 TRAIN = COCO / "instances_train2017.json"
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")

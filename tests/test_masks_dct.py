@@ -24,7 +24,6 @@ from freqdata.masks import (
 VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 
 # pycocotools' decode trips numpy 2's __array__(copy=...) deprecation; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def zigzag_positions(k: int, n: int) -> list[tuple[int, int]]:

@@ -20,7 +20,6 @@ VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 # (v, u) of the first six 8x8 zigzag positions, as the paper lists them
 SIX = [(0, 0), (0, 1), (1, 0), (2, 0), (1, 1), (0, 2)]
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def test_labels_on_hand_made_masks():

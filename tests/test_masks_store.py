@@ -40,7 +40,6 @@ from freqdata.store import open_store
 
 VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 runner = CliRunner()
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")

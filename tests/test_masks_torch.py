@@ -25,7 +25,6 @@ from freqdata.masks import (  # noqa: E402
 VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 IMAGES = [139, 350679, 217285, 183709]
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

@@ -33,7 +33,6 @@ VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 NUM_CLASSES = 91  # COCO category ids 1..90, 0 = background
 DOUBLING = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256]
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def category_map(dataset: dict, image_id: int) -> np.ndarray:

@@ -41,7 +41,6 @@ from freqdata.masks.store import category_maps
 
 VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 runner = CliRunner()
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 SUBSET = 12  # first images (by id) of val used by the CLI tests
 
 
