@@ -6,7 +6,9 @@ listed in the store's error log and the summary); 2 = bad usage or options, noth
 
 from __future__ import annotations
 
-from typing import NoReturn
+import json
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -43,3 +45,18 @@ def int_list(text: str | None, option: str, *, allow_empty: bool = False) -> lis
     if (not values and not allow_empty) or any(v < 0 for v in values):
         fail(f"{option} takes comma-separated non-negative integers, got {text!r}")
     return values
+
+
+def run_trainer(train: Callable[..., Any], cfg: Any, *, quiet: bool) -> None:
+    """``train(cfg, on_log=...)``, echoing each JSON log record on stdout unless ``quiet``;
+    the trainer's ``ValueError`` / ``FileNotFoundError`` / ``FileExistsError`` (bad options,
+    nothing trained) become a usage error (exit 2)."""
+
+    def echo(rec: dict[str, Any]) -> None:
+        if not quiet:
+            typer.echo(json.dumps(rec))
+
+    try:
+        train(cfg, on_log=echo)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        fail(str(e))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from freqdata.cli.common import fail
+from freqdata.cli.common import fail, run_trainer
 
 train_app = typer.Typer(
     help="Reference trainers (classification, masks, segmentation).", no_args_is_help=True
@@ -100,14 +100,7 @@ def classify_cmd(
         torch_threads=torch_threads, smoke=smoke,
     )  # fmt: skip
 
-    def echo(rec: dict) -> None:
-        if not quiet:
-            typer.echo(json.dumps(rec))
-
-    try:
-        train_classify(cfg, on_log=echo)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        fail(str(e))
+    run_trainer(train_classify, cfg, quiet=quiet)
 
 
 @train_app.command("rgb-store")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from freqdata.cli.common import fail
+from freqdata.cli.common import fail, run_trainer
 
 
 def masks_cmd(
@@ -73,12 +72,5 @@ def masks_cmd(
         torch_threads=torch_threads, smoke=smoke,
     )  # fmt: skip
 
-    def echo(rec: dict) -> None:
-        if not quiet:
-            typer.echo(json.dumps(rec))
-
-    try:
-        train_masks(cfg, on_log=echo)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        fail(str(e))
+    run_trainer(train_masks, cfg, quiet=quiet)
 

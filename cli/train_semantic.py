@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from freqdata.cli.common import fail
+from freqdata.cli.common import fail, run_trainer
 
 
 def semantic_cmd(
@@ -88,12 +87,5 @@ def semantic_cmd(
         amp=amp, channels_last=channels_last, torch_threads=torch_threads, smoke=smoke,
     )  # fmt: skip
 
-    def echo(rec: dict) -> None:
-        if not quiet:
-            typer.echo(json.dumps(rec))
-
-    try:
-        train_semantic(cfg, on_log=echo)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        fail(str(e))
+    run_trainer(train_semantic, cfg, quiet=quiet)
 

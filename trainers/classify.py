@@ -33,9 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +48,7 @@ from freqdata.nn import parameter_overhead, to_fdconv
 from . import get_gate
 from .data import Pipeline, build_pipeline, iterate
 from .registry import create_model
+from .run import RunLog, hardware, make_optimizer, pick_device, save_checkpoint, warmup_cosine
 from .selection import SelectionRates, draw_heatmap, save_preset, static_selection
 
 __all__ = ["ClassifyConfig", "train_classify"]
@@ -101,64 +99,6 @@ _RESUME_KEYS = ("store", "model", "input", "gate", "conv", "width", "batch_size"
 CONVS = ("conv", "fdconv")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def hardware() -> dict[str, Any]:
-    """Where this runs: CPU model, cores, torch threads, GPU name (for the logs)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cpus": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
-
-
-def _optimizer(cfg: ClassifyConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"optimizer must be sgd or adamw, got {cfg.optimizer!r}")
-
-
-def _schedule(total: int, warmup: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
-
-    return f
-
-
 def _topk(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
     k = min(k, logits.shape[1])
     top = logits.topk(k, dim=1).indices
@@ -167,12 +107,6 @@ def _topk(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
 
 def _generators(pipe: Pipeline) -> list[torch.Generator]:
     return [a.generator for a in (pipe.augment_train, pipe.augment_val) if hasattr(a, "generator")]
-
-
-def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def _evaluate(
@@ -220,7 +154,7 @@ def train_classify(
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
     log_path = out / "log.jsonl"
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else bool(cfg.amp)
     channels_last = True if cfg.channels_last is None else bool(cfg.channels_last)
     if cfg.gate and cfg.input != "dct":
@@ -260,13 +194,14 @@ def train_classify(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     gate = get_gate(model)
-    opt = _optimizer(cfg, model)
+    opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         momentum=cfg.momentum)
     steps_per_epoch = len(pipe.train)
     if cfg.smoke:
         steps_per_epoch = min(steps_per_epoch, SMOKE_STEPS)
     total = max(cfg.epochs * steps_per_epoch, 1)
     warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, max(warmup, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
     start_epoch, best = 0, 0.0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -279,11 +214,7 @@ def train_classify(
             torch.cuda.set_rng_state(ckpt["cuda_rng"])
         start_epoch, best = int(ckpt["epoch"]), float(ckpt.get("best_val_top1", 0.0))
 
-    def log(rec: dict[str, Any]) -> None:
-        with open(log_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        if on_log is not None:
-            on_log(rec)
+    log = RunLog(log_path, on_log)
 
     n_params = sum(p.numel() for p in model.parameters())
     log({
@@ -354,7 +285,7 @@ def train_classify(
             if rates is not None:
                 rec["val_gate_channels_kept"] = float(rates.rates.sum())
         rec["seconds"] = time.perf_counter() - t0
-        _save(ckpt_path, {
+        save_checkpoint(ckpt_path, {
             "epoch": epoch + 1,
             "config": cfg.to_dict(),
             "model": model.state_dict(),

@@ -33,8 +33,9 @@ from typing import Any
 
 from freqdata.job import EncodeOptions, encode_images
 
-from .classify import ClassifyConfig, hardware, train_classify
+from .classify import ClassifyConfig, train_classify
 from .rgb import encode_rgb
+from .run import hardware
 
 __all__ = ["ARMS", "Arm", "main", "run_experiment", "summarize"]
 

@@ -31,7 +31,8 @@ from .experiment import _finished
 from .mask_data import MaskData
 from .mask_eval import MaskEvaluator, paste
 from .mask_heads import HEADS
-from .masks import MaskModel, MasksConfig, _device, _evaluate, train_masks
+from .masks import MaskModel, MasksConfig, _evaluate, train_masks
+from .run import pick_device
 
 __all__ = ["box_baseline", "command", "evaluate_run", "main", "render_examples"]
 
@@ -71,7 +72,7 @@ def evaluate_run(run: Path, store: Path, annotations: str, device: str = "cpu") 
     (every instance, ground-truth boxes; normalized with the run's training store)."""
     cfg = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["config"]
     data = MaskData(store, annotations, stats_store=cfg["store"])
-    dev = _device(device)
+    dev = pick_device(device)
     return _evaluate(_load_run(run, data).to(dev), data, dev, False, 4, None)
 
 

@@ -35,7 +35,6 @@ What one run does (docs/mask-heads.md has the design and the measured results):
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,12 +45,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classify import _device, _optimizer, _save, _schedule, hardware
 from .fpn import MaskBackbone
 from .mask_data import MaskBatch, MaskData, jitter_boxes
 from .mask_eval import MaskEvaluator, paste
 from .mask_heads import HEADS, PatchDCTHead, create_head
 from .roi_align import MultiScaleRoIAlign, roi_align
+from .run import RunLog, hardware, make_optimizer, pick_device, save_checkpoint, warmup_cosine
 
 __all__ = ["MaskModel", "MasksConfig", "train_masks"]
 
@@ -186,7 +185,7 @@ def train_masks(
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out / "last.pt", out / "log.jsonl"
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else bool(cfg.amp)
 
     ckpt: dict[str, Any] | None = None
@@ -215,7 +214,8 @@ def train_masks(
         fpn_channels=cfg.fpn_channels, head_dim=cfg.head_dim, fine_size=cfg.fine_size,
         patch_hidden=cfg.patch_hidden,
     ).to(device)  # fmt: skip
-    opt = _optimizer(cfg, model)  # type: ignore[arg-type]
+    opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         momentum=cfg.momentum)
     steps_per_epoch = len(train) // cfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"{len(train)} training images for batch size {cfg.batch_size}")
@@ -223,7 +223,7 @@ def train_masks(
         steps_per_epoch = min(steps_per_epoch, SMOKE_STEPS)
     total = cfg.epochs * steps_per_epoch
     warmup = max(1, min(round(cfg.warmup_epochs * steps_per_epoch), total))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
     start_epoch, best = 0, 0.0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -232,11 +232,7 @@ def train_masks(
         torch.set_rng_state(ckpt["torch_rng"])
         start_epoch, best = int(ckpt["epoch"]), float(ckpt.get("best_AP", 0.0))
 
-    def log(rec: dict[str, Any]) -> None:
-        with open(log_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        if on_log is not None:
-            on_log(rec)
+    log = RunLog(log_path, on_log)
 
     log({
         "event": "resume" if ckpt is not None else "start",
@@ -298,7 +294,7 @@ def train_masks(
                         for k, v in res.items()})  # fmt: skip
             best = max(best, rec["AP"])
         rec["seconds"] = time.perf_counter() - t0
-        _save(ckpt_path, {
+        save_checkpoint(ckpt_path, {
             "epoch": epoch + 1,
             "config": cfg.to_dict(),
             "model": model.state_dict(),

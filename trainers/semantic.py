@@ -42,7 +42,6 @@ at each ``nu`` (cycles per crop); pooled over images as ``sum_i R_i CE_i / sum_i
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,8 +55,8 @@ from torch import nn
 
 from freqdata.masks.weak import IGNORE_INDEX, relative_ce_loss_rate
 
-from .classify import _device, _optimizer, _save, _schedule, hardware
 from .deeplab import DeepLabV3Plus, forward_flops
+from .run import RunLog, hardware, make_optimizer, pick_device, save_checkpoint, warmup_cosine
 from .semantic_data import SemanticAugment, SemanticData, SemanticLoader, build_semantic_data
 
 __all__ = [
@@ -258,7 +257,7 @@ def train_semantic(
     """
     _check(cfg)
     out = Path(cfg.out)
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else bool(cfg.amp)
     channels_last = True if cfg.channels_last is None else bool(cfg.channels_last)
     if cfg.torch_threads:
@@ -292,14 +291,15 @@ def train_semantic(
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = _optimizer(cfg, model)  # type: ignore[arg-type]  # same fields as ClassifyConfig
+    opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         momentum=cfg.momentum)
     loader = SemanticLoader(data.train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
                             drop_last=len(data.train) >= cfg.batch_size)  # fmt: skip
     augment = SemanticAugment(data.train.store, device, train=True, seed=cfg.seed, crop=cfg.crop)
     steps_per_epoch = min(len(loader), SMOKE_STEPS) if cfg.smoke else len(loader)
     total = max(cfg.epochs * steps_per_epoch, 1)
     warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, max(warmup, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
     start_epoch, best = 0, 0.0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -311,11 +311,7 @@ def train_semantic(
             torch.cuda.set_rng_state(ckpt["cuda_rng"])
         start_epoch, best = int(ckpt["epoch"]), float(ckpt["best_val_miou"])
 
-    def log(rec: dict[str, Any]) -> None:
-        with open(log_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        if on_log is not None:
-            on_log(rec)
+    log = RunLog(log_path, on_log)
 
     probe = torch.zeros(1, data.in_channels, *_input_size(data), device=device)
     flops = forward_flops(model, probe)
@@ -376,7 +372,7 @@ def train_semantic(
             rec.update(ev)
             best = max(best, rec["val_miou"])
         rec["seconds"] = time.perf_counter() - t0
-        _save(ckpt_path, {
+        save_checkpoint(ckpt_path, {
             "epoch": epoch + 1, "config": cfg.to_dict(), "model": model.state_dict(),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "flip_generator": augment.generator.get_state(), "torch_rng": torch.get_rng_state(),

@@ -1,0 +1,115 @@
+"""What every reference trainer's run shares: device, optimizer, schedule, log, checkpoint.
+
+* :func:`pick_device` — ``"auto"`` (CUDA when available) / ``"cpu"`` / ``"cuda[:N]"``;
+* :func:`make_optimizer` — SGD (momentum, Nesterov) or AdamW, weight decay on weights only
+  (parameters with ``ndim > 1``), none on biases and norm parameters;
+* :func:`warmup_cosine` — the per-step learning-rate factor: linear warm-up, then cosine;
+* :class:`RunLog` — JSON lines appended to ``OUT/log.jsonl`` and passed to a callback;
+* :func:`save_checkpoint` — atomic ``torch.save`` (write to a temporary file, then rename);
+* :func:`hardware` — where the run happened (recorded in every log's first line).
+
+Used by :mod:`~freqdata.trainers.classify`, :mod:`~freqdata.trainers.masks` and
+:mod:`~freqdata.trainers.semantic`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["RunLog", "hardware", "make_optimizer", "pick_device", "save_checkpoint",
+           "warmup_cosine"]  # fmt: skip
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def pick_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else as ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def hardware() -> dict[str, Any]:
+    """Where this runs: CPU model, cores, torch threads, GPU name (for the logs)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def make_optimizer(
+    name: str, model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """``"sgd"`` (Nesterov momentum) or ``"adamw"`` over ``model``'s trainable parameters;
+    weight decay on weights (``ndim > 1``) only. ``ValueError`` for another name."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+
+
+def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
+    """Learning-rate factor of step ``s`` (for ``LambdaLR``): ``(s + 1) / warmup`` during
+    the warm-up, then ``0.5 (1 + cos(pi t))`` with ``t`` going from 0 to 1 at ``total``."""
+    warmup = max(warmup, 1)
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return f
+
+
+class RunLog:
+    """``log(record)``: one JSON line appended to ``path``, then ``on_log(record)`` if given."""
+
+    def __init__(self, path: Path, on_log: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.path = path
+        self.on_log = on_log
+
+    def __call__(self, rec: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.on_log is not None:
+            self.on_log(rec)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save(state)`` to ``path`` atomically: a crash leaves the previous file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
