@@ -20,3 +20,15 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"real test data not found at {DATA} (set FREQDATA_DATA)")
     return DATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster, and robust on a busy shared machine
+    (use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -26,13 +26,7 @@ EPOCH_KEYS = {"epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_
               "samples_per_s", "bytes_per_sample", "lr"}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and robust on a busy shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sources(split: str, per_class: int) -> Sources:

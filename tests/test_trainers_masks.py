@@ -46,12 +46,7 @@ COCO_ANN = DATA / "coco" / "coco-mini"
 COCO_IMG = DATA / "images-seg" / "coco-mini"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------ backbone + FPN

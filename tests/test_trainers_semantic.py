@@ -44,12 +44,7 @@ runner = CliRunner()
 ANN_VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
