@@ -48,7 +48,16 @@ from freqdata.nn import parameter_overhead, to_fdconv
 from . import get_gate
 from .data import Pipeline, build_pipeline, iterate
 from .registry import create_model
-from .run import RunLog, hardware, make_optimizer, pick_device, save_checkpoint, warmup_cosine
+from .run import (
+    RunLog,
+    hardware,
+    make_optimizer,
+    pick_device,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+    warmup_cosine,
+)
 from .selection import SelectionRates, draw_heatmap, save_preset, static_selection
 
 __all__ = ["ClassifyConfig", "train_classify"]
@@ -204,14 +213,7 @@ def train_classify(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
     start_epoch, best = 0, 0.0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        for g, s in zip(_generators(pipe), ckpt["generators"], strict=True):
-            g.set_state(s)
-        torch.set_rng_state(ckpt["torch_rng"])
-        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"])
+        restore_training_state(ckpt, model, opt, sched, device, _generators(pipe))
         start_epoch, best = int(ckpt["epoch"]), float(ckpt.get("best_val_top1", 0.0))
 
     log = RunLog(log_path, on_log)
@@ -288,12 +290,7 @@ def train_classify(
         save_checkpoint(ckpt_path, {
             "epoch": epoch + 1,
             "config": cfg.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "generators": [g.get_state() for g in _generators(pipe)],
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            **training_state(model, opt, sched, device, _generators(pipe)),
             "best_val_top1": best,
             "class_names": pipe.class_names,
             "channel_names": pipe.channel_names,

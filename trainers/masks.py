@@ -50,7 +50,16 @@ from .mask_data import MaskBatch, MaskData, jitter_boxes
 from .mask_eval import MaskEvaluator, paste
 from .mask_heads import HEADS, PatchDCTHead, create_head
 from .roi_align import MultiScaleRoIAlign, roi_align
-from .run import RunLog, hardware, make_optimizer, pick_device, save_checkpoint, warmup_cosine
+from .run import (
+    RunLog,
+    hardware,
+    make_optimizer,
+    pick_device,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+    warmup_cosine,
+)
 
 __all__ = ["MaskModel", "MasksConfig", "train_masks"]
 
@@ -226,10 +235,7 @@ def train_masks(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
     start_epoch, best = 0, 0.0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        restore_training_state(ckpt, model, opt, sched, device)
         start_epoch, best = int(ckpt["epoch"]), float(ckpt.get("best_AP", 0.0))
 
     log = RunLog(log_path, on_log)
@@ -297,10 +303,7 @@ def train_masks(
         save_checkpoint(ckpt_path, {
             "epoch": epoch + 1,
             "config": cfg.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            **training_state(model, opt, sched, device),
             "best_AP": best,
         })  # fmt: skip
         log(rec)

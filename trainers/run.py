@@ -6,6 +6,8 @@
 * :func:`warmup_cosine` — the per-step learning-rate factor: linear warm-up, then cosine;
 * :class:`RunLog` — JSON lines appended to ``OUT/log.jsonl`` and passed to a callback;
 * :func:`save_checkpoint` — atomic ``torch.save`` (write to a temporary file, then rename);
+  :func:`training_state` / :func:`restore_training_state` — what an exact resume needs
+  (model, optimizer, scheduler, the run's generators, the global torch / CUDA RNG states);
 * :func:`hardware` — where the run happened (recorded in every log's first line).
 
 Used by :mod:`~freqdata.trainers.classify`, :mod:`~freqdata.trainers.masks` and
@@ -18,15 +20,15 @@ import json
 import math
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["RunLog", "hardware", "make_optimizer", "pick_device", "save_checkpoint",
-           "warmup_cosine"]  # fmt: skip
+__all__ = ["RunLog", "hardware", "make_optimizer", "pick_device", "restore_training_state",
+           "save_checkpoint", "training_state", "warmup_cosine"]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -113,3 +115,40 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def training_state(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    generators: Sequence[torch.Generator] = (),
+) -> dict[str, Any]:
+    """Everything an exact resume restores (add the epoch, config and metrics beside it)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generators": [g.get_state() for g in generators],
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+    }
+
+
+def restore_training_state(
+    ckpt: dict[str, Any],
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    generators: Sequence[torch.Generator] = (),
+) -> None:
+    """Put a :func:`training_state` back (``generators`` in the same order as saved)."""
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    for g, state in zip(generators, ckpt["generators"], strict=True):
+        g.set_state(state)
+    torch.set_rng_state(ckpt["torch_rng"])
+    if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(ckpt["cuda_rng"])

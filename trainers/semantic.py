@@ -56,7 +56,16 @@ from torch import nn
 from freqdata.masks.weak import IGNORE_INDEX, relative_ce_loss_rate
 
 from .deeplab import DeepLabV3Plus, forward_flops
-from .run import RunLog, hardware, make_optimizer, pick_device, save_checkpoint, warmup_cosine
+from .run import (
+    RunLog,
+    hardware,
+    make_optimizer,
+    pick_device,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+    warmup_cosine,
+)
 from .semantic_data import SemanticAugment, SemanticData, SemanticLoader, build_semantic_data
 
 __all__ = [
@@ -302,13 +311,7 @@ def train_semantic(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
     start_epoch, best = 0, 0.0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        augment.generator.set_state(ckpt["flip_generator"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"])
+        restore_training_state(ckpt, model, opt, sched, device, [augment.generator])
         start_epoch, best = int(ckpt["epoch"]), float(ckpt["best_val_miou"])
 
     log = RunLog(log_path, on_log)
@@ -373,10 +376,8 @@ def train_semantic(
             best = max(best, rec["val_miou"])
         rec["seconds"] = time.perf_counter() - t0
         save_checkpoint(ckpt_path, {
-            "epoch": epoch + 1, "config": cfg.to_dict(), "model": model.state_dict(),
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "flip_generator": augment.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            "epoch": epoch + 1, "config": cfg.to_dict(),
+            **training_state(model, opt, sched, device, [augment.generator]),
             "best_val_miou": best, "class_names": data.class_names,
         })  # fmt: skip
         log(rec)
