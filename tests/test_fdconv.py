@@ -22,9 +22,9 @@ from freqdata.nn import FDConv, fdconv_eligible, parameter_overhead, to_fdconv
 from freqdata.nn.fdconv import FrequencyBandModulation, frequency_groups
 from freqdata.trainers import create_model
 
-# the classification tests' fixtures: tiny real ants/bees stores, one torch thread (autouse)
+# the classification tests' fixture: tiny real ants/bees stores
 stores = classify_tests.stores
-one_torch_thread = classify_tests.one_torch_thread
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 HEADS = ("ksm_global.heads", "ksm_local.weight", "fbm.maps")  # the attention outputs
 
