@@ -298,3 +298,13 @@ def test_full_image_masks_match_store_maps(val, subset, crowd_image):
     for mask in full_image_masks(val, inst.ann_ids):
         union |= mask.astype(bool)
     np.testing.assert_array_equal(m > 0, union)
+
+
+def test_match_images_by_name_then_coco_id():
+    from freqdata.masks.store import match_images
+
+    paths = ["a/000000000139.jpg", "b/cat.jpg", "c/cat.jpg", "d/000000000285.png"]
+    got = match_images(paths, ["x/cat.jpg", "000000000139.jpg", "renamed.jpg", None, "dog.jpg"],
+                       [1, 2, 285, 139, 7])
+    # by name (first sample wins), by name, by COCO id of the stem, by id (no name), absent
+    assert got.tolist() == [1, 0, 3, 0, -1] and got.dtype == np.int64

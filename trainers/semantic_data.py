@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from freqdata.loader import StoreSampler
-from freqdata.masks.store import MaskStore, open_mask_store
+from freqdata.masks.store import MaskStore, match_images, open_mask_store
 from freqdata.masks.weak import IGNORE_INDEX, blockwise
 from freqdata.pixels import _plan, parse_geometry
 from freqdata.store import ImageStore, open_store
@@ -107,19 +107,13 @@ def class_table(categories: list[dict[str, Any]], classes: str) -> tuple[np.ndar
 
 
 def _mask_rows(paths: np.ndarray, masks: MaskStore) -> tuple[np.ndarray, np.ndarray]:
-    """``(store_rows, mask_rows)`` of the store samples that have a mask-store image."""
-    by_name = {Path(str(n)).name: j for j, n in enumerate(masks.images.file_names)}
-    by_id = {int(v): j for j, v in enumerate(masks.images.ids)}
-    store_rows, mask_rows = [], []
-    for i, p in enumerate(paths):
-        name = Path(str(p)).name
-        j = by_name.get(name)
-        if j is None and Path(name).stem.isdigit():
-            j = by_id.get(int(Path(name).stem))
-        if j is not None:
-            store_rows.append(i)
-            mask_rows.append(j)
-    return np.asarray(store_rows, dtype=np.int64), np.asarray(mask_rows, dtype=np.int64)
+    """``(store_rows, mask_rows)`` of the store samples that have a mask-store image, in
+    store order (:func:`freqdata.masks.store.match_images`)."""
+    found = match_images(paths, masks.images.file_names, masks.images.ids)
+    mask_rows = np.flatnonzero(found >= 0)
+    store_rows = found[mask_rows]
+    order = np.argsort(store_rows, kind="stable")
+    return store_rows[order], mask_rows[order].astype(np.int64)
 
 
 @dataclass

@@ -72,6 +72,7 @@ __all__ = [
     "encode_masks",
     "grid_of",
     "is_mask_store",
+    "match_images",
     "open_mask_store",
     "upsample_grid",
     "validate_annotations",
@@ -451,9 +452,31 @@ def _encode_chunk(
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}, skipped
 
 
+def match_images(
+    paths: Iterable[Any], file_names: Iterable[Any], ids: Iterable[int]
+) -> np.ndarray:
+    """For each annotated image (``file_names[j]``, COCO ``ids[j]``): the index of its sample
+    in ``paths`` (an image store's source paths), -1 when absent — matched by file name,
+    else by the file stem read as the COCO id (zero-padded COCO names); the first sample
+    wins. ``(I,)`` int64."""
+    by_name: dict[str, int] = {}
+    by_id: dict[int, int] = {}
+    for i, p in enumerate(paths):
+        name = Path(str(p)).name
+        by_name.setdefault(name, i)
+        stem = Path(name).stem
+        if stem.isdigit():
+            by_id.setdefault(int(stem), i)
+    out = []
+    for name, image_id in zip(file_names, ids, strict=True):
+        name = Path(str(name or "")).name
+        found = by_name.get(name) if name else None
+        out.append(found if found is not None else by_id.get(int(image_id), -1))
+    return np.asarray(out, dtype=np.int64)
+
+
 def _image_store_index(into: str | Path, images: list[dict[str, Any]]) -> np.ndarray:
-    """Sample index in the image store ``into`` of each image (-1 when absent): matched by
-    file name, else by the file stem read as the COCO id (zero-padded COCO names)."""
+    """Sample index in the image store ``into`` of each image (-1 when absent)."""
     from freqdata.store import open_store
 
     try:
@@ -462,20 +485,8 @@ def _image_store_index(into: str | Path, images: list[dict[str, Any]]) -> np.nda
         raise ValueError(f"{into} is not a freqdata image store: {e}") from None
     if not s.complete:
         raise ValueError(f"image store {into} is incomplete: finish (resume) it first")
-    by_name: dict[str, int] = {}
-    by_id: dict[int, int] = {}
-    for i, p in enumerate(s.paths):
-        name = Path(str(p)).name
-        by_name.setdefault(name, i)
-        stem = Path(name).stem
-        if stem.isdigit():
-            by_id.setdefault(int(stem), i)
-    out = np.full(len(images), -1, dtype=np.int64)
-    for j, im in enumerate(images):
-        name = Path(str(im.get("file_name") or "")).name
-        found = by_name.get(name) if name else None
-        out[j] = found if found is not None else by_id.get(int(im["id"]), -1)
-    return out
+    return match_images(s.paths, [im.get("file_name") for im in images],
+                        [im["id"] for im in images])
 
 
 def _create_group(out: Path, overwrite: bool) -> zarr.Group:
