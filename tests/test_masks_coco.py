@@ -15,6 +15,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 from conftest import DATA
+from references import roi_bilinear
 
 from freqdata.masks import (
     MaskInstances,
@@ -140,34 +141,10 @@ def test_box_method_is_detectron2_rasterize_within_box(val, k):
 
 def roi_align_reference(mask: np.ndarray, box: np.ndarray, k: int) -> np.ndarray:
     """detectron2 ROIAlign (aligned=True, adaptive sampling ratio), one sample at a time."""
-    h, w = mask.shape
     x0, y0, x1, y1 = box
     bh, bw = (y1 - y0) / k, (x1 - x0) / k
     gy = max(1, int(np.ceil((y1 - y0) / k)))
     gx = max(1, int(np.ceil((x1 - x0) / k)))
-
-    def sample(y: float, x: float) -> float:
-        if y < -1.0 or y > h or x < -1.0 or x > w:
-            return 0.0
-        y, x = max(y, 0.0), max(x, 0.0)
-        yl, xl = int(y), int(x)
-        if yl >= h - 1:
-            yl = yh = h - 1
-            y = float(yl)
-        else:
-            yh = yl + 1
-        if xl >= w - 1:
-            xl = xh = w - 1
-            x = float(xl)
-        else:
-            xh = xl + 1
-        ly, lx = y - yl, x - xl
-        return (
-            (1 - ly) * (1 - lx) * mask[yl, xl]
-            + (1 - ly) * lx * mask[yl, xh]
-            + ly * (1 - lx) * mask[yh, xl]
-            + ly * lx * mask[yh, xh]
-        )
 
     out = np.zeros((k, k))
     for p in range(k):
@@ -175,7 +152,8 @@ def roi_align_reference(mask: np.ndarray, box: np.ndarray, k: int) -> np.ndarray
             acc = 0.0
             for a in range(gy):
                 for b in range(gx):
-                    acc += sample(
+                    acc += roi_bilinear(
+                        mask,
                         y0 - 0.5 + p * bh + (a + 0.5) * bh / gy,
                         x0 - 0.5 + q * bw + (b + 0.5) * bw / gx,
                     )

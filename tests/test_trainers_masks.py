@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import DATA
+from references import roi_bilinear
 from typer.testing import CliRunner
 
 from freqdata.cli.main import app
@@ -70,28 +71,6 @@ def test_mask_backbone_levels(inp, strides):
 
 
 # ------------------------------------------------------------------------ RoIAlign
-def _bilinear(f: np.ndarray, y: float, x: float) -> np.ndarray:
-    """detectron2 / torchvision ROIAlign ``bilinear_interpolate`` (float64)."""
-    _, h, w = f.shape
-    if y < -1.0 or y > h or x < -1.0 or x > w:
-        return np.zeros(f.shape[0])
-    y, x = max(y, 0.0), max(x, 0.0)
-    yl, xl = math.floor(y), math.floor(x)
-    if yl >= h - 1:
-        yl = yh = h - 1
-        y = float(yl)
-    else:
-        yh = yl + 1
-    if xl >= w - 1:
-        xl = xh = w - 1
-        x = float(xl)
-    else:
-        xh = xl + 1
-    ly, lx = y - yl, x - xl
-    return ((1 - ly) * (1 - lx) * f[:, yl, xl] + (1 - ly) * lx * f[:, yl, xh]
-            + ly * (1 - lx) * f[:, yh, xl] + ly * lx * f[:, yh, xh])  # fmt: skip
-
-
 def _roi_align_ref(f: np.ndarray, box: np.ndarray, k: int, scale: float, s: int) -> np.ndarray:
     """ROIAlignV2 (aligned=True) of one box, straightforward loops."""
     x0, y0, x1, y1 = (float(v) * scale - 0.5 for v in box)
@@ -102,7 +81,7 @@ def _roi_align_ref(f: np.ndarray, box: np.ndarray, k: int, scale: float, s: int)
             acc = np.zeros(f.shape[0])
             for a in range(s):
                 for c in range(s):
-                    acc += _bilinear(f, y0 + p * bh + (a + 0.5) * bh / s,
+                    acc += roi_bilinear(f, y0 + p * bh + (a + 0.5) * bh / s,
                                      x0 + q * bw + (c + 0.5) * bw / s)  # fmt: skip
             out[:, p, q] = acc / (s * s)
     return out
