@@ -322,36 +322,28 @@ class StoreWriter:
         self.group.attrs["freqdata"] = attrs
 
 
-class ImageStore:
-    """Read access to an image store: ``len(store)``, ``store[i]`` → ``(cube, label)``.
+class StoreGroup:
+    """What every freqdata sample store reads the same way (image stores, the trainers' RGB
+    stores): the Zarr group, its ``freqdata`` attributes, ``len()``, :attr:`labels` ``(N,)``
+    int64, :attr:`paths`, :attr:`mean` / :attr:`std` ``(C,)`` float64, :attr:`config`,
+    :attr:`channel_names`, :attr:`class_names`, :attr:`errors`, :attr:`complete`."""
 
-    ``cube`` is ``(C, Hb, Wb)`` int16 for full chroma, or ``(luma, chroma)`` for native.
-    Stored values are raw coefficients; :attr:`mean` and :attr:`std` ``(C,)`` are the
-    per-channel statistics to normalize with at load time.
-    """
+    format: str = FORMAT
+    kind: str = "freqdata image store"
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
         attrs = self.group.attrs.get("freqdata")
-        if not attrs or attrs.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a freqdata image store")
+        if not attrs or attrs.get("format") != self.format:
+            raise ValueError(f"{path} is not a {self.kind}")
         self.attrs: dict[str, Any] = attrs
         self.progress = Progress(**attrs["progress"])
-        self.parts = [
-            Part(p["name"], p["channels"], tuple(p["grid"]) if p["grid"] else None)
-            for p in attrs["parts"]
-        ]
         self._n = self.progress.samples
-        self._index = {
-            p.name: (
-                self.group[p.name]["offset"][: self._n],
-                self.group[p.name]["shape"][: self._n],
-            )
-            for p in self.parts
-            if p.grid is None
-        }
         self.labels: np.ndarray = self.group["labels"][: self._n]
+
+    def __len__(self) -> int:
+        return self._n
 
     @property
     def complete(self) -> bool:
@@ -361,10 +353,6 @@ class ImageStore:
     @property
     def config(self) -> dict[str, Any]:
         return self.attrs["config"]
-
-    @property
-    def layout(self) -> str:
-        return self.attrs["layout"]
 
     @property
     def channel_names(self) -> list[str]:
@@ -390,8 +378,33 @@ class ImageStore:
     def paths(self) -> np.ndarray:
         return self.group["paths"][: self._n]
 
-    def __len__(self) -> int:
-        return self._n
+
+class ImageStore(StoreGroup):
+    """Read access to an image store: ``len(store)``, ``store[i]`` → ``(cube, label)``.
+
+    ``cube`` is ``(C, Hb, Wb)`` int16 for full chroma, or ``(luma, chroma)`` for native.
+    Stored values are raw coefficients; :attr:`mean` and :attr:`std` ``(C,)`` are the
+    per-channel statistics to normalize with at load time.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self.parts = [
+            Part(p["name"], p["channels"], tuple(p["grid"]) if p["grid"] else None)
+            for p in self.attrs["parts"]
+        ]
+        self._index = {
+            p.name: (
+                self.group[p.name]["offset"][: self._n],
+                self.group[p.name]["shape"][: self._n],
+            )
+            for p in self.parts
+            if p.grid is None
+        }
+
+    @property
+    def layout(self) -> str:
+        return self.attrs["layout"]
 
     def _part(self, part: Part, i: int) -> np.ndarray:
         if part.grid is not None:

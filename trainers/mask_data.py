@@ -33,6 +33,7 @@ import torch
 
 from freqdata.masks import full_image_masks, load_coco
 from freqdata.masks.coco import Annotations
+from freqdata.masks.store import match_images
 from freqdata.pixels import parse_geometry, resized_size
 from freqdata.store import open_store
 
@@ -204,19 +205,20 @@ class MaskData:
             raise ValueError(f"{store} has no S:C geometry (got {geometry!r})")
         self.coco = canvas_annotations(annotations, geometry)
         self.size = int(self.coco["canvas"]["size"])
-        paths = self.store.group["paths"][: len(self.store)]
-        row_of = {Path(str(p)).name: i for i, p in enumerate(paths)}
         by_image: dict[int, list[dict[str, Any]]] = {}
         for a in self.coco["annotations"]:
             by_image.setdefault(int(a["image_id"]), []).append(a)
+        images = sorted(self.coco["images"], key=lambda im: int(im["id"]))
+        found = match_images(self.store.paths, [im.get("file_name") for im in images],
+                             [im["id"] for im in images])
         self.image_ids: list[int] = []
         self.rows: list[int] = []
         self.anns: list[list[dict[str, Any]]] = []
-        for im in sorted(self.coco["images"], key=lambda im: int(im["id"])):
+        for im, row in zip(images, found.tolist(), strict=True):
             iid = int(im["id"])
-            if im["file_name"] in row_of and iid in by_image:
+            if row >= 0 and iid in by_image:
                 self.image_ids.append(iid)
-                self.rows.append(row_of[im["file_name"]])
+                self.rows.append(row)
                 self.anns.append(by_image[iid][:max_instances] if max_instances else by_image[iid])
         if not self.image_ids:
             raise ValueError(f"no image of the annotations is in {store}")

@@ -49,6 +49,7 @@ from freqdata.pixels import load_ycbcr, parse_geometry
 from freqdata.shards import ShardReader
 from freqdata.sources import Sources, list_sources
 from freqdata.stats import ChannelStats
+from freqdata.store import StoreGroup
 
 __all__ = [
     "RGB_FORMAT",
@@ -176,45 +177,19 @@ def is_rgb_store(path: str | Path) -> bool:
     return meta.get("attributes", {}).get("freqdata", {}).get("format") == RGB_FORMAT
 
 
-class RGBStore:
-    """Read access to an RGB store: ``len()``, ``.labels`` ``(N,)`` int64, ``.mean`` /
-    ``.std`` ``(3,)`` float64 (0..255 scale), ``.grid`` ``(H, W)``, ``.class_names``,
-    ``.channel_names``, ``read(rows, out)`` (bulk, into a ``(B, 3, H, W)`` uint8 array)."""
+class RGBStore(StoreGroup):
+    """Read access to an RGB store (the shared accessors of
+    :class:`~freqdata.store.StoreGroup`: ``len()``, ``.labels``, ``.paths``, ``.mean`` /
+    ``.std`` ``(3,)`` float64 on the 0..255 scale, ``.class_names``, ``.channel_names`` ...),
+    ``.grid`` ``(H, W)`` and ``read(rows, out)`` (bulk, into a ``(B, 3, H, W)`` uint8 array)."""
+
+    format = RGB_FORMAT
+    kind = "freqdata RGB store (freqdata train rgb-store)"
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
-        attrs = self.group.attrs.get("freqdata")
-        if not attrs or attrs.get("format") != RGB_FORMAT:
-            raise ValueError(f"{path} is not a freqdata RGB store (freqdata train rgb-store)")
-        self.attrs: dict[str, Any] = attrs
-        self._n = int(attrs["progress"]["samples"])
-        self.labels: np.ndarray = self.group["labels"][: self._n]
-        self.grid: tuple[int, int] = tuple(attrs["parts"][0]["grid"])  # type: ignore[assignment]
+        super().__init__(path)
+        self.grid: tuple[int, int] = tuple(self.attrs["parts"][0]["grid"])  # type: ignore[assignment]
         self._reader: ShardReader | None = ShardReader.open(Path(self.path) / "images")
-
-    def __len__(self) -> int:
-        return self._n
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.group["stats"]["mean"][:]
-
-    @property
-    def std(self) -> np.ndarray:
-        return self.group["stats"]["std"][:]
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.attrs["class_names"]
-
-    @property
-    def channel_names(self) -> list[str]:
-        return self.attrs["channel_names"]
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.attrs["config"]
 
     def read(self, rows: np.ndarray, out: np.ndarray) -> None:
         """Rows ``rows`` (B,) into ``out`` ``(B, 3, H, W)`` uint8 (direct shard reads)."""

@@ -180,7 +180,7 @@ def _split(
         raise ValueError(f"{masks.path} has no category maps: encode it with --weak (e.g. 8)")
     lut, names = class_table(masks.categories, classes)
     geometry = str(store.config.get("geometry"))
-    paths = store.paths if isinstance(store, ImageStore) else store.group["paths"][: len(store)]
+    paths = store.paths
     rows, mrows = _mask_rows(paths, masks)
     if len(rows) == 0:
         raise ValueError(f"no sample of {image_path} has annotations in {masks.path} "
