@@ -8,13 +8,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 console = Console(stderr=True)
+
+# Options every ``freqdata train ...`` command takes, with the same meaning and help.
+Epochs = Annotated[int, typer.Option(help="Epochs.")]
+LearningRate = Annotated[float, typer.Option(help="Peak learning rate.")]
+WeightDecay = Annotated[float, typer.Option(help="Weight decay (weights only).")]
+WarmupEpochs = Annotated[float, typer.Option(help="Linear warm-up, then cosine.")]
+Resume = Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")]
+Amp = Annotated[bool | None, typer.Option(help="bf16 autocast (default: on CUDA).")]
+ChannelsLast = Annotated[bool, typer.Option(help="channels_last memory format.")]
+TorchThreads = Annotated[int | None, typer.Option(
+    help="torch intra-op threads (default: torch's; 1 on a busy machine).")]
+Smoke = Annotated[bool, typer.Option(help="A few steps, for tests.")]
+Quiet = Annotated[bool, typer.Option(help="Do not echo the JSON lines.")]
 
 
 def fail(msg: str) -> NoReturn:

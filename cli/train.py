@@ -11,7 +11,21 @@ from typing import Annotated
 
 import typer
 
-from freqdata.cli.common import fail, run_trainer
+from freqdata.cli.common import (
+    Amp,
+    ChannelsLast,
+    Device,
+    Epochs,
+    LearningRate,
+    Quiet,
+    Resume,
+    Smoke,
+    TorchThreads,
+    WarmupEpochs,
+    WeightDecay,
+    fail,
+    run_trainer,
+)
 
 train_app = typer.Typer(
     help="Reference trainers (classification, masks, segmentation).", no_args_is_help=True
@@ -53,13 +67,13 @@ def classify_cmd(
             "1x1/3x3 convs with > 16 channels; docs/fdconv.md)."
         ),
     ] = "conv",
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 20,
+    epochs: Epochs = 20,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     optimizer: Annotated[str, typer.Option(help="sgd (Nesterov momentum) | adamw.")] = "sgd",
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay (weights only).")] = 5e-4,
+    lr: LearningRate = 0.05,
+    weight_decay: WeightDecay = 5e-4,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing.")] = 0.1,
-    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, then cosine.")] = 2.0,
+    warmup_epochs: WarmupEpochs = 2.0,
     seed: Annotated[int, typer.Option(help="Seed: init, data order, crops, flips.")] = 0,
     crop: Annotated[
         int | None,
@@ -73,17 +87,14 @@ def classify_cmd(
     out: Annotated[Path, typer.Option(help="Run folder (log, checkpoint, heat map).")] = Path(
         "runs/classify"
     ),
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
-    amp: Annotated[bool | None, typer.Option(help="bf16 autocast (default: on CUDA).")] = None,
-    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = True,
+    resume: Resume = False,
+    device: Device = "auto",
+    amp: Amp = None,
+    channels_last: ChannelsLast = True,
     threads: Annotated[int, typer.Option(help="Loader threads (0 = synchronous).")] = 1,
-    torch_threads: Annotated[
-        int | None,
-        typer.Option(help="torch intra-op threads (default: torch's; 1 on a busy machine)."),
-    ] = None,
-    smoke: Annotated[bool, typer.Option(help="A few steps, for tests.")] = False,
-    quiet: Annotated[bool, typer.Option(help="Do not echo the JSON lines.")] = False,
+    torch_threads: TorchThreads = None,
+    smoke: Smoke = False,
+    quiet: Quiet = False,
 ) -> None:
     """``freqdata train classify``: see ``_CLASSIFY_HELP`` and :mod:`freqdata.trainers.classify`."""
     from freqdata.trainers.classify import ClassifyConfig, train_classify

@@ -7,7 +7,20 @@ from typing import Annotated
 
 import typer
 
-from freqdata.cli.common import fail, run_trainer
+from freqdata.cli.common import (
+    Amp,
+    Device,
+    Epochs,
+    LearningRate,
+    Quiet,
+    Resume,
+    Smoke,
+    TorchThreads,
+    WarmupEpochs,
+    WeightDecay,
+    fail,
+    run_trainer,
+)
 
 
 def masks_cmd(
@@ -30,23 +43,21 @@ def masks_cmd(
     max_instances: Annotated[
         int | None, typer.Option(help="Instances per training image (first by id).")
     ] = 32,
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 16,
+    epochs: Epochs = 16,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 4,
     optimizer: Annotated[str, typer.Option(help="adamw | sgd.")] = "adamw",
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay (weights only).")] = 1e-4,
-    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, then cosine.")] = 1.0,
+    lr: LearningRate = 1e-3,
+    weight_decay: WeightDecay = 1e-4,
+    warmup_epochs: WarmupEpochs = 1.0,
     seed: Annotated[int, typer.Option(help="Seed: init, order, box jitter.")] = 0,
     eval_every: Annotated[int, typer.Option(help="Evaluate every N epochs (and the last).")] = 1,
     out: Annotated[Path, typer.Option(help="Run folder (log, checkpoint).")] = Path("runs/masks"),
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
-    amp: Annotated[bool | None, typer.Option(help="bf16 autocast (default: on CUDA).")] = None,
-    torch_threads: Annotated[
-        int | None, typer.Option(help="torch intra-op threads (1 on a busy machine).")
-    ] = None,
-    smoke: Annotated[bool, typer.Option(help="A few steps, for tests.")] = False,
-    quiet: Annotated[bool, typer.Option(help="Do not echo the JSON lines.")] = False,
+    resume: Resume = False,
+    device: Device = "auto",
+    amp: Amp = None,
+    torch_threads: TorchThreads = None,
+    smoke: Smoke = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train an instance-mask head (grid = Mask R-CNN 28x28, dctmask = DCT-Mask 300-d vector,
     patchdct = DCT-Mask + PatchDCT refinement) on a compact ResNet + FPN over a DCT store

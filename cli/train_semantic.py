@@ -7,7 +7,21 @@ from typing import Annotated
 
 import typer
 
-from freqdata.cli.common import fail, run_trainer
+from freqdata.cli.common import (
+    Amp,
+    ChannelsLast,
+    Device,
+    Epochs,
+    LearningRate,
+    Quiet,
+    Resume,
+    Smoke,
+    TorchThreads,
+    WarmupEpochs,
+    WeightDecay,
+    fail,
+    run_trainer,
+)
 
 
 def semantic_cmd(
@@ -40,27 +54,24 @@ def semantic_cmd(
         int | None,
         typer.Option(help="Random training crop, pixels (multiple of 8; default: whole image)."),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 20,
+    epochs: Epochs = 20,
     val_every: Annotated[int, typer.Option(help="Validate every N epochs (and the last).")] = 1,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 8,
     optimizer: Annotated[str, typer.Option(help="adamw | sgd (Nesterov).")] = "adamw",
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay (weights only).")] = 1e-4,
-    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, then cosine.")] = 1.0,
+    lr: LearningRate = 1e-3,
+    weight_decay: WeightDecay = 1e-4,
+    warmup_epochs: WarmupEpochs = 1.0,
     seed: Annotated[int, typer.Option(help="Seed: init, data order, flips.")] = 0,
     out: Annotated[Path, typer.Option(help="Run folder (log, checkpoint).")] = Path(
         "runs/semantic"
     ),
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N].")] = "auto",
-    amp: Annotated[bool | None, typer.Option(help="bf16 autocast (default: on CUDA).")] = None,
-    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = True,
-    torch_threads: Annotated[
-        int | None,
-        typer.Option(help="torch intra-op threads (default: torch's; 1 on a busy machine)."),
-    ] = None,
-    smoke: Annotated[bool, typer.Option(help="A few steps, for tests.")] = False,
-    quiet: Annotated[bool, typer.Option(help="Do not echo the JSON lines.")] = False,
+    resume: Resume = False,
+    device: Device = "auto",
+    amp: Amp = None,
+    channels_last: ChannelsLast = True,
+    torch_threads: TorchThreads = None,
+    smoke: Smoke = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train a compact DeepLabv3+ (ResNet-18 backbone, RGB or DCT input) on full or block-wise
     labels, validated on full labels (mIoU). Image store: --input dct takes the DCT cubes of
