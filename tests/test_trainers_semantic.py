@@ -193,7 +193,10 @@ def test_loader_and_joint_flips(stores):
                 n_flipped += 1
                 assert torch.equal(y[b], y0[b].flip(-1))
                 assert torch.allclose(x[b, 0], x0[b, 0].flip(-1))  # DC: plain mirror
-                assert torch.allclose(x[b, 1], -x0[b, 1].flip(-1))  # u = 1: sign flips
+                # u = 1: the stored coefficient changes sign, then it is normalized
+                raw = batch["cubes"][b, 1].double().flip(-1)
+                m, sd = float(data.train.store.mean[1]), float(data.train.store.std[1])
+                torch.testing.assert_close(x[b, 1].double(), (-raw - m) / sd, rtol=0, atol=1e-6)
             else:
                 assert torch.equal(y[b], y0[b]) and torch.equal(x[b], x0[b])
     assert n_flipped > 0

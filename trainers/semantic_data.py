@@ -328,10 +328,10 @@ class SemanticAugment:
     def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch["cubes" if "cubes" in batch else "images"].to(self.device, non_blocking=True)
         y = batch["labels"].to(self.device, non_blocking=True).long()
-        x = self.normalize(x)
-        if self.train:
+        if self.train:  # crop and flip the stored values, then normalize (a DCT flip
+            # negates odd-u coefficients: it must see them before the mean is taken off)
             if self.crop is not None:
                 x, y = self._crop(x, y)
             x, flipped = random_hflip(x, self.odd_u, 0.5, self.generator)
             y = torch.where(flipped[:, None, None], y.flip(-1), y)
-        return x, y
+        return self.normalize(x), y
