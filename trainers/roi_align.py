@@ -85,7 +85,10 @@ def roi_align(
         raise ValueError(f"sampling_ratio must be >= 1, got {sampling_ratio}")
     if backend not in ("auto", "torch", "torchvision"):
         raise ValueError(f"backend must be auto, torch or torchvision, got {backend!r}")
-    b = boxes.reshape(-1, 4).to(features.dtype) * spatial_scale
+    # box geometry and sampling weights in >= float32, also under bf16 autocast (bf16 would
+    # round coordinates to 2-pixel steps above 256); cast to the features' dtype at the end
+    geo = torch.promote_types(features.dtype, torch.float32)
+    b = boxes.reshape(-1, 4).to(device=features.device, dtype=geo) * spatial_scale
     idx = batch_index.reshape(-1).to(device=features.device, dtype=torch.int64)
     if idx.shape[0] != b.shape[0]:
         raise ValueError(f"{idx.shape[0]} batch indices for {b.shape[0]} boxes")
@@ -97,13 +100,19 @@ def roi_align(
     if backend == "torchvision" and tv is None:
         raise ValueError("torchvision.ops.roi_align is not usable here")
     if tv is not None:
-        rois = torch.cat([idx[:, None].to(b.dtype), boxes.reshape(-1, 4).to(b.dtype)], 1)
-        return tv(features, rois, (k, k), spatial_scale, sampling_ratio, True)
-    ay = _interp_matrix(b[:, 1], b[:, 3] - b[:, 1], h, k, sampling_ratio)  # (M, k, H)
-    ax = _interp_matrix(b[:, 0], b[:, 2] - b[:, 0], w, k, sampling_ratio)  # (M, k, W)
-    f = features[idx]  # (M, C, H, W)
-    x = f @ ax.transpose(1, 2)[:, None]  # (M, C, H, k)
-    return ay[:, None] @ x  # (M, C, k, k)
+        rois = torch.cat([idx[:, None].to(geo), b / spatial_scale], 1)
+        out = tv(features.to(geo), rois, (k, k), spatial_scale, sampling_ratio, True)
+        return out.to(features.dtype)
+    ay = _interp_matrix(b[:, 1], b[:, 3] - b[:, 1], h, k, sampling_ratio).to(features.dtype)
+    ax = _interp_matrix(b[:, 0], b[:, 2] - b[:, 0], w, k, sampling_ratio).to(features.dtype)
+    # per image, so the (C, H, W) map is contracted in place instead of copied for every box
+    order = torch.argsort(idx, stable=True)
+    images, counts = torch.unique_consecutive(idx[order], return_counts=True)
+    parts = []
+    for i, rows in zip(images.tolist(), torch.split(order, counts.tolist()), strict=True):
+        x = torch.einsum("chw,mlw->mchl", features[i], ax[rows])  # (m, C, H, k)
+        parts.append(torch.einsum("mkh,mchl->mckl", ay[rows], x))  # (m, C, k, k)
+    return torch.cat(parts)[torch.argsort(order)]
 
 
 def assign_levels(
