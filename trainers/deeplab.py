@@ -140,7 +140,6 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         if truncate is not None and truncate < 1:
             raise ValueError(f"truncate must be a positive grid size, got {truncate}")
-        self.input = input
         self.pixels_per_position = 8 if input == "dct" else 1  # image pixels per input position
         net = create_model(backbone, input=input, in_channels=in_channels, num_classes=1,
                            width=width, **backbone_kw)  # fmt: skip
@@ -153,8 +152,6 @@ class DeepLabV3Plus(nn.Module):
                 _dilate(stage, dilation)
             else:
                 stride *= 2
-        self.output_stride = output_stride
-        self.low_stride = 8 if input == "dct" else 4
         self.backbone = net
         low_in = width * type(net.layer1[-1]).expansion  # channels of layer1's output
         self.aspp = ASPP(net.num_features, aspp_channels, tuple(rates))

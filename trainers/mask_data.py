@@ -1,7 +1,7 @@
 """Store-fed data for the mask trainer: image stores + COCO annotations in the stored geometry.
 
 Image geometry: the images are encoded once with freqdata's pixel path at a fixed square
-canvas, ``--geometry S:C`` (shorter side resized to ``S``, centre ``C x C`` crop; 320:320 in
+canvas, ``--geometry S:S`` (shorter side resized to ``S``, centre ``S x S`` crop; 320:320 in
 the experiment), as a DCT store (``freqdata encode images ... --path pixels``, ``--input
 dct``: ``(C, 40, 40)`` cubes) or an RGB store (``freqdata train rgb-store``, ``--input rgb``).
 The annotations are mapped into the same canvas by :func:`canvas_annotations`, the exact

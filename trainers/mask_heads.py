@@ -52,7 +52,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from freqdata.masks.patchdct import BACKGROUND, FOREGROUND, MIXED, _patch_basis
-from freqdata.masks.torch_ops import crop_resize_torch, dct_decode_torch, torch_targets
+from freqdata.masks.torch_ops import (
+    crop_resize_torch,
+    dct_decode_torch,
+    dct_encode_torch,
+    torch_targets,
+)
 
 __all__ = [
     "HEADS",
@@ -295,10 +300,9 @@ class PatchDCTHead(nn.Module):
                 "patch_vectors": self.regressor(x)}  # fmt: skip
 
     def targets(self, full_masks: torch.Tensor, boxes: torch.Tensor) -> dict[str, torch.Tensor]:
-        crops = _binary_crops(full_masks, boxes, self.k)
+        crops = _binary_crops(full_masks, boxes, self.k)  # = torch_targets' binarized crops
         vec, lab = patch_targets(crops)
-        return {"vectors": torch_targets(full_masks, boxes.float(), self.k, self.dct.n,
-                                         sampling_ratio=SAMPLING_RATIO),
+        return {"vectors": dct_encode_torch(crops, self.dct.n),
                 "patch_vectors": vec, "patch_labels": lab}  # fmt: skip
 
     def loss(self, out: Out, tgt: Out) -> Out:

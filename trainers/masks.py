@@ -111,7 +111,8 @@ class MasksConfig:
 
 _RESUME_KEYS = ("store", "annotations", "head", "input", "model", "width", "fpn_channels",
                 "head_dim", "fine_size", "patch_hidden", "max_instances", "batch_size",
-                "optimizer", "seed", "epochs")  # fmt: skip
+                "optimizer", "seed", "epochs", "warmup_epochs", "smoke", "jitter_shift",
+                "jitter_scale", "jitter_min_iou")  # fmt: skip
 
 
 class MaskModel(nn.Module):

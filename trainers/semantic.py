@@ -127,7 +127,7 @@ class SemanticConfig:
 # what must match for a checkpoint to be resumed
 _RESUME_KEYS = ("store", "masks", "input", "classes", "labels", "nu_max", "truncate", "conv",
                 "backbone", "width", "output_stride", "crop", "batch_size", "optimizer", "seed",
-                "epochs")  # fmt: skip
+                "epochs", "warmup_epochs", "smoke")  # fmt: skip
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

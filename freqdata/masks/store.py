@@ -537,8 +537,7 @@ def _create_arrays(g: zarr.Group, n: int, patch: bool, nus: Sequence[int]) -> No
 def _append_ragged(rg: zarr.Group, maps: list[np.ndarray]) -> None:
     if not maps:
         return
-    n = rg["shape"].shape[0]
-    start = int(rg["offset"][n - 1] + np.prod(rg["shape"][n - 1])) if n else 0
+    start = _ragged_end(rg, rg["shape"].shape[0])
     sizes = np.array([m.size for m in maps], dtype=np.int64)
     _append(rg["data"], np.concatenate([m.ravel() for m in maps]).astype(np.uint8))
     _append(rg["shape"], np.array([m.shape for m in maps], dtype=np.int32))
@@ -750,7 +749,8 @@ def encode_masks(
         chunk = images[s : s + batch_images]
         sub = {"images": chunk, "categories": clean["categories"],
                "annotations": [a for im in chunk for a in anns_by_image.get(int(im["id"]), [])]}
-        return (sub, k, n, method, patch, include_crowd, bool(nus), crowd, mapping, index_of)
+        ids = {int(a["id"]): index_of.get(int(a["id"])) for a in sub["annotations"]}
+        return (sub, k, n, method, patch, include_crowd, bool(nus), crowd, mapping, ids)
 
     if on_progress:
         on_progress(resumed_from, len(images), len(errors))
