@@ -42,7 +42,8 @@ def semantic_cmd(
     ] = "person",
     labels: Annotated[str, typer.Option(help="full | blockwise (training labels).")] = "full",
     nu_max: Annotated[
-        int | None, typer.Option(help="Band limit of the block-wise labels (cycles per crop).")
+        int | None,
+        typer.Option(help="Band limit of the block-wise labels (cycles per stored image)."),
     ] = None,
     truncate: Annotated[
         int | None, typer.Option(help="Feature truncation: run the decoder on a G x G grid.")
@@ -78,8 +79,8 @@ def semantic_cmd(
     'freqdata encode images --geometry S:C', --input rgb an RGB store ('freqdata train
     rgb-store'). Labels: the category maps of a mask store ('freqdata encode masks ANN OUT
     --weak 8'; default STORE/masks); --labels blockwise --nu-max N trains on 2N+1 majority
-    cells per side of the crop. One JSON line per epoch goes to OUT/log.jsonl and stdout; the
-    end line has R_ce(nu) of the final model's validation logits. OUT/last.pt is the
+    cells per side of the stored image. One JSON line per epoch goes to OUT/log.jsonl and
+    stdout; the end line has R_ce(nu) of the final model's validation logits. OUT/last.pt is the
     checkpoint (--resume continues). --smoke: 2 steps and 2 validation batches per epoch.
     Exit 2: bad options (nothing trained). See docs/semantic.md.
     """

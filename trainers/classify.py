@@ -104,7 +104,7 @@ class ClassifyConfig:
 
 # what must match for a checkpoint to be resumed
 _RESUME_KEYS = ("store", "model", "input", "gate", "conv", "width", "batch_size", "optimizer",
-                "seed", "crop", "transport", "epochs")  # fmt: skip
+                "seed", "crop", "transport", "epochs", "warmup_epochs", "smoke")  # fmt: skip
 CONVS = ("conv", "fdconv")
 
 

@@ -19,10 +19,11 @@ a :class:`SemanticSplit` per split:
   labels 1..K as in the mask store) or ``"objects"`` (every category merged into one
   foreground class 1, "object"). Other categories become background 0; 255 (crowd
   regions) stays ignore.
-* **Block-wise labels** (``nu_max``): :func:`freqdata.masks.blockwise` of the cropped map,
-  i.e. ``2*nu_max + 1`` majority cells per side *of the crop* the network sees. nu_max is
-  in cycles per crop, so the paper's grid for its 513-pixel crops maps to the same cell
-  count on our C-pixel crops (65 / 33 / 17 cells for nu_max 32 / 16 / 8; cells of about
+* **Block-wise labels** (``nu_max``): :func:`freqdata.masks.blockwise` of the stored
+  ``C x C`` map, i.e. ``2*nu_max + 1`` majority cells per side of the stored image (a
+  random training crop, ``crop``, then sees a part of that grid). nu_max is in cycles per
+  stored image, so the paper's grid for its 513-pixel crops maps to the same cell count on
+  our C-pixel images (65 / 33 / 17 cells for nu_max 32 / 16 / 8; cells of about
   4 / 8 / 15 pixels at C = 256, against 8 / 16 / 30 at 513). The mask store's own
   ``weak/nu{N}`` grids cover the whole original image, not the crop, so they are not used.
   Validation always uses the full labels.
