@@ -32,3 +32,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+class StopRun(Exception):
+    """Raised by :func:`stop_after_first_epoch` to interrupt a trainer (resume tests)."""
+
+
+def stop_after_first_epoch(rec: dict) -> None:
+    """A trainer's ``on_log``: interrupt the run at its first epoch record."""
+    if rec["event"] == "epoch":
+        raise StopRun

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import ANTS_BEES
+from conftest import ANTS_BEES, StopRun, stop_after_first_epoch
 from typer.testing import CliRunner
 
 from freqdata.cli.main import app
@@ -170,14 +170,8 @@ def test_checkpoint_resume_continues_from_the_saved_epoch(stores, tmp_path):
 
     full = train_classify(cfg("full"))
 
-    class Stop(Exception):
-        pass
 
-    def stop_after_first_epoch(rec: dict) -> None:
-        if rec["event"] == "epoch" and rec["epoch"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
+    with pytest.raises(StopRun):
         train_classify(cfg("cut"), on_log=stop_after_first_epoch)
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["epoch"] == 1
     code, stdout = _classify([

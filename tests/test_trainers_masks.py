@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
+from conftest import DATA, StopRun, stop_after_first_epoch
 from references import roi_bilinear
 from typer.testing import CliRunner
 
@@ -434,15 +434,9 @@ def test_resume_equals_uninterrupted(mask_stores, tmp_path):
 
     full = train_masks(cfg("full"))
 
-    class Stop(Exception):
-        pass
 
-    def stop(rec: dict) -> None:
-        if rec["event"] == "epoch":
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_masks(cfg("cut"), on_log=stop)
+    with pytest.raises(StopRun):
+        train_masks(cfg("cut"), on_log=stop_after_first_epoch)
     resumed = train_masks(cfg("cut", resume=True))
     for k in ("train_loss", "AP", "mask_iou", "boundary_iou", "lr"):
         assert full["final"][k] == pytest.approx(resumed["final"][k], rel=1e-6, abs=1e-9), k

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import COCO_VAL, DATA
+from conftest import COCO_VAL, DATA, StopRun, stop_after_first_epoch
 from torch import nn
 from typer.testing import CliRunner
 
@@ -350,15 +350,9 @@ def test_checkpoint_resume_is_exact(stores, tmp_path):
 
     full = train_semantic(cfg("full"))
 
-    class Stop(Exception):
-        pass
 
-    def stop(rec: dict) -> None:
-        if rec["event"] == "epoch":
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_semantic(cfg("cut"), on_log=stop)
+    with pytest.raises(StopRun):
+        train_semantic(cfg("cut"), on_log=stop_after_first_epoch)
     resumed = train_semantic(cfg("cut", resume=True))
     logged = _lines((tmp_path / "cut" / "log.jsonl").read_text())
     assert [r["event"] for r in logged] == ["start", "epoch", "resume", "epoch", "end"]
