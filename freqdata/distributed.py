@@ -55,9 +55,9 @@ from freqdata.store import (
     Progress,
     StoreSpec,
     StoreWriter,
-    _storage_rows,
     exists,
 )
+from freqdata.store.writer import storage_rows
 
 DIST = "_dist"
 DEFAULT_TASK_INPUTS = 256
@@ -406,7 +406,7 @@ def encode_distributed(
     for p in spec.parts:
         if p.grid is not None:
             arr = writer.group[p.name]
-            streams.append(_Stream(p.name, p.name, _storage_rows(arr), rows0))
+            streams.append(_Stream(p.name, p.name, storage_rows(arr), rows0))
         else:
             pg = writer.group[p.name]
             end = 0

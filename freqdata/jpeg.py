@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from freqdata import _jpegcoef
+from freqdata.errors import InputError
 from freqdata.limits import DEFAULT_MAX_PIXELS
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class JpegError(ValueError):
+class JpegError(InputError):
     """The input is not a readable JPEG: not a JPEG at all, damaged, truncated or too large."""
 
 

@@ -67,6 +67,7 @@ import numpy as np
 from PIL import Image
 
 from freqdata.dct import BLOCK
+from freqdata.errors import InputError
 from freqdata.limits import DEFAULT_MAX_PIXELS
 
 __all__ = [
@@ -187,7 +188,7 @@ class YCbCrImage:
     flipped: bool
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(InputError):
     """An input that is not a decodable image: empty, garbage, truncated, damaged, unsupported.
 
     ``source`` names the input (its path, or ``<N bytes>``), ``reason`` says what is wrong.

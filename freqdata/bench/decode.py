@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from freqdata.errors import UsageError
+
 __all__ = [
     "ANCHOR",
     "BASELINE",
@@ -73,7 +75,7 @@ RGB_SIZE = 224
 BUSY_CPU_OVER_WALL = 0.9
 
 
-class NoImagesError(ValueError):
+class NoImagesError(UsageError):
     """The folder holds no JPEG that every row can process (bad usage: exit status 2)."""
 
 

@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
 
 from freqdata.masks.coco import (
     METHODS,
@@ -56,7 +55,9 @@ from freqdata.masks.coco import (
 )
 from freqdata.masks.patchdct import patch_encode
 from freqdata.masks.weak import IGNORE_INDEX, _cells, blockwise
-from freqdata.store import INDEX_CHUNK, Progress, _append, _truncate, store_bytes
+from freqdata.store import Progress, store_bytes
+from freqdata.store.layout import INDEX_CHUNK, compressor
+from freqdata.store.writer import append_rows, truncate_rows
 
 __all__ = [
     "FORMAT",
@@ -105,10 +106,6 @@ VECTOR_ROWS = 256
 PATCH_ROWS = 64
 LABEL_ROWS = 1024
 RAGGED_CHUNK = 1 << 20  # uint8 elements per chunk of the ragged label maps
-
-
-def _blosc(typesize: int) -> BloscCodec:
-    return BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.shuffle, typesize=typesize)
 
 
 # --------------------------------------------------------------------------- categories
@@ -504,7 +501,7 @@ def _create_arrays(g: zarr.Group, n: int, patch: bool, nus: Sequence[int]) -> No
     def arr(grp: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, rows: int,
             fill: Any = 0, names: tuple[str, ...] | None = None) -> None:
         grp.create_array(name, shape=shape, dtype=dtype, chunks=(rows, *shape[1:]),
-                         compressors=_blosc(np.dtype(dtype).itemsize), fill_value=fill,
+                         compressors=compressor(np.dtype(dtype).itemsize), fill_value=fill,
                          dimension_names=names)
 
     arr(g, "vectors", (0, n), np.float32, VECTOR_ROWS, 0.0, ("instance", "coefficient"))
@@ -539,9 +536,9 @@ def _append_ragged(rg: zarr.Group, maps: list[np.ndarray]) -> None:
         return
     start = _ragged_end(rg, rg["shape"].shape[0])
     sizes = np.array([m.size for m in maps], dtype=np.int64)
-    _append(rg["data"], np.concatenate([m.ravel() for m in maps]).astype(np.uint8))
-    _append(rg["shape"], np.array([m.shape for m in maps], dtype=np.int32))
-    _append(rg["offset"], start + np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+    append_rows(rg["data"], np.concatenate([m.ravel() for m in maps]).astype(np.uint8))
+    append_rows(rg["shape"], np.array([m.shape for m in maps], dtype=np.int32))
+    append_rows(rg["offset"], start + np.concatenate([[0], np.cumsum(sizes)[:-1]]))
 
 
 @dataclass
@@ -599,15 +596,15 @@ def _truncate_to(g: zarr.Group, progress: Progress, nus: Sequence[int]) -> None:
     if "patch" in g:
         instances += ["patch/vectors", "patch/labels"]
     for name in instances:
-        _truncate(g[name], progress.samples)
+        truncate_rows(g[name], progress.samples)
     for name in ("ids", "image_index", "sizes", "file_names"):
-        _truncate(g[f"images/{name}"], progress.inputs_done)
+        truncate_rows(g[f"images/{name}"], progress.inputs_done)
     for name in ["full", *(f"nu{nu}" for nu in nus)] if nus else []:
         rg = g[f"weak/{name}"]
         end = _ragged_end(rg, min(progress.inputs_done, rg["shape"].shape[0]))
         for key in ("shape", "offset"):
-            _truncate(rg[key], progress.inputs_done)
-        _truncate(rg["data"], end)
+            truncate_rows(rg[key], progress.inputs_done)
+        truncate_rows(rg["data"], end)
 
 
 def _map_batches(
@@ -767,14 +764,14 @@ def encode_masks(
             m = len(arrays["ann_ids"])
             if m:
                 for key, value in arrays.items():
-                    _append(g[key], value)
+                    append_rows(g[key], value)
                     summary.raw_bytes += value.nbytes
-            _append(g["images/ids"], np.array([im["id"] for im in chunk], dtype=np.int64))
-            _append(g["images/image_index"], image_index[s : s + len(chunk)])
-            _append(g["images/sizes"], np.array([[im["height"], im["width"]] for im in chunk],
+            append_rows(g["images/ids"], np.array([im["id"] for im in chunk], dtype=np.int64))
+            append_rows(g["images/image_index"], image_index[s : s + len(chunk)])
+            append_rows(g["images/sizes"], np.array([[im["height"], im["width"]] for im in chunk],
                                                 dtype=np.int64))
-            _append(g["images/file_names"], np.array([str(im.get("file_name", "")) for im in chunk],
-                                                     dtype=str))
+            names = [str(im.get("file_name", "")) for im in chunk]
+            append_rows(g["images/file_names"], np.array(names, dtype=str))
             if nus:
                 _append_ragged(g["weak/full"], batch.full)
                 for nu in nus:
