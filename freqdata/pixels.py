@@ -8,9 +8,14 @@ full-range BT.601 YCbCr planes ``(3, H, W)`` uint8 with H and W multiples of 8, 
 * ``none``: the whole image, no resampling; the right and bottom edges are padded up to
   whole 8x8 blocks by replicating the last column/row (what libjpeg's encoder does to
   partial blocks);
-* ``S:C`` without an ``rng`` (evaluation): shorter side resized to ``S`` (the other side to
-  ``round(other * S / shorter)``, Python's ``round``) with PIL's antialiased bilinear filter,
-  then the centre ``C x C`` crop at offsets ``floor((dim - C) / 2)``;
+* ``resnet`` / ``mobilenet`` / ``S:C`` without an ``rng`` (evaluation): shorter side resized
+  to ``S`` with PIL's antialiased bilinear filter, then the centre ``C x C`` crop. The named
+  geometries follow DCTNet's rule (``Geometry.rule == "dctnet"``, kaix90/DCTNet
+  ``cvfunctional.resize`` / ``center_crop``, which torchvision's ``Resize`` / ``CenterCrop``
+  share): the other side is ``int(S * other / shorter)`` (truncated) and the offsets are
+  ``int(round((dim - C) * 0.5))`` (Python 3 ``round``, half to even). ``S:C`` keeps
+  freqdata's own rule (``"round"``): the other side ``round(S * other / shorter)`` and the
+  offsets ``floor((dim - C) / 2)``;
 * ``S:C`` with an ``rng`` (training): torchvision's ``RandomResizedCrop(C)`` on the oriented
   source (scale (0.08, 1), log-uniform ratio (3/4, 4/3), 10 attempts, then the centred
   fallback; bilinear), then a horizontal flip with probability 0.5. ``S`` is not used.
@@ -67,16 +72,18 @@ import numpy as np
 from PIL import Image
 
 from freqdata.dct import BLOCK
-from freqdata.errors import InputError
+from freqdata.errors import InputError, UsageError
 from freqdata.limits import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "FORMATS",
     "GEOMETRIES",
+    "RULES",
     "Geometry",
     "ImageDecodeError",
     "ImageTooLargeError",
     "YCbCrImage",
+    "centre_offset",
     "load_ycbcr",
     "parse_geometry",
     "random_resized_crop_params",
@@ -93,6 +100,9 @@ risks."""
 # --------------------------------------------------------------------------- geometry
 
 
+RULES = ("round", "dctnet")
+"""Rounding rules of a resize + centre crop (:func:`resized_size`, :func:`centre_offset`)."""
+
 @dataclass(frozen=True)
 class Geometry:
     """What the pixel path does to the oriented source before the colour planes are taken.
@@ -101,13 +111,20 @@ class Geometry:
     ``crop``: side of the square crop, a positive multiple of 8 (``None``: whole image,
     padded to whole 8x8 blocks). A crop needs a resize (``resize >= crop``).
     ``name``: the spec it was parsed from (``"resnet"``, ``"256:224"`` ...).
+    ``rule``: how the resized size and the centre offset are rounded, one of :data:`RULES`
+    (:func:`resized_size`, :func:`centre_offset`).
     """
 
     resize: int | None
     crop: int | None
     name: str
+    rule: str = "round"
 
     def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise UsageError(
+                f"geometry {self.name!r}: rule must be one of {RULES}, got {self.rule!r}"
+            )
         if self.resize is not None and (not isinstance(self.resize, int) or self.resize <= 0):
             raise ValueError(
                 f"geometry {self.name!r}: resize must be a positive int, got {self.resize!r}"
@@ -132,8 +149,8 @@ class Geometry:
 
 GEOMETRIES: dict[str, Geometry] = {
     "none": Geometry(None, None, "none"),
-    "resnet": Geometry(512, 448, "resnet"),  # 56 x 56 blocks (Xu et al., ResNet-50)
-    "mobilenet": Geometry(1024, 896, "mobilenet"),  # 112 x 112 blocks (MobileNetV2)
+    "resnet": Geometry(512, 448, "resnet", "dctnet"),  # 56 x 56 blocks (Xu et al., ResNet-50)
+    "mobilenet": Geometry(1024, 896, "mobilenet", "dctnet"),  # 112 x 112 blocks (MobileNetV2)
 }
 
 _CUSTOM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
@@ -266,14 +283,28 @@ _RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 Box = tuple[float, float, float, float]
 
 
-def resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
-    """``(w, h)``: shorter side ``shorter``, the other ``round(other * shorter / short_side)``.
+def resized_size(width: int, height: int, shorter: int, rule: str = "round") -> tuple[int, int]:
+    """``(w, h)`` after resizing the shorter side of ``width x height`` to ``shorter``.
 
-    Python's ``round`` (half to even); a square image gives ``(shorter, shorter)``.
+    ``rule="round"``: the other side is ``round(shorter * other / short_side)`` (Python's
+    ``round``, half to even). ``rule="dctnet"``: ``int(shorter * other / short_side)``
+    (truncated), as DCTNet's ``cvfunctional.resize`` and torchvision's ``Resize``. A square
+    image gives ``(shorter, shorter)``.
     """
-    if width <= height:
-        return shorter, round(height * shorter / width)
-    return round(width * shorter / height), shorter
+    cut = int if rule == "dctnet" else round
+    if width < height:
+        return shorter, cut(shorter * height / width)
+    return cut(shorter * width / height), shorter
+
+
+def centre_offset(dim: int, crop: int, rule: str = "round") -> int:
+    """Offset of the centre ``crop`` in a side of ``dim`` pixels (``dim >= crop``).
+
+    ``rule="round"``: ``(dim - crop) // 2``. ``rule="dctnet"``: ``int(round((dim - crop) *
+    0.5))`` (Python 3 ``round``, half to even), as DCTNet's ``cvfunctional.center_crop`` and
+    torchvision's ``CenterCrop``: the two differ when ``dim - crop`` is 3 modulo 4.
+    """
+    return round((dim - crop) * 0.5) if rule == "dctnet" else (dim - crop) // 2
 
 
 def random_resized_crop_params(
@@ -313,11 +344,11 @@ def _plan(
         box: Box = (left, top, left + w, top + h)
         out = (geom.crop, geom.crop)
     elif geom.resize is not None:
-        tw, th = resized_size(width, height, geom.resize)
+        tw, th = resized_size(width, height, geom.resize, geom.rule)
         sx, sy = width / tw, height / th
         if geom.crop is not None:
             c = geom.crop
-            x0, y0 = (tw - c) // 2, (th - c) // 2
+            x0, y0 = centre_offset(tw, c, geom.rule), centre_offset(th, c, geom.rule)
             box = (x0 * sx, y0 * sy, (x0 + c) * sx, (y0 + c) * sy)
             out = (c, c)
         else:

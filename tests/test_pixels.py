@@ -23,6 +23,7 @@ from freqdata.pixels import (
     ImageDecodeError,
     ImageTooLargeError,
     YCbCrImage,
+    centre_offset,
     load_ycbcr,
     parse_geometry,
     random_resized_crop_params,
@@ -60,16 +61,30 @@ def jfif_float(rgb: np.ndarray) -> np.ndarray:
     )
 
 
-def reference(path: Path, resize: int | None = None, crop: int | None = None) -> np.ndarray:
-    """Independent pixel path: full RGB decode, bilinear resize, centre crop, float JFIF."""
+def reference(
+    path: Path, resize: int | None = None, crop: int | None = None, dctnet: bool = False
+) -> np.ndarray:
+    """Independent pixel path: full RGB decode, bilinear resize, centre crop, float JFIF.
+
+    ``dctnet``: the size and offsets as kaix90/DCTNet's ``cvfunctional.resize`` and
+    ``center_crop`` write them (``int(size * h / w)``, ``int(round((h - th) * 0.5))``);
+    otherwise freqdata's ``S:C`` rule (``round``, ``//``).
+    """
     im = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
     if resize is not None:
         w, h = im.size
-        size = (resize, round(h * resize / w)) if w <= h else (round(w * resize / h), resize)
+        if dctnet:
+            size = (resize, int(resize * h / w)) if w < h else (int(resize * w / h), resize)
+        else:
+            size = (resize, round(h * resize / w)) if w <= h else (round(w * resize / h), resize)
         im = im.resize(size, Image.Resampling.BILINEAR)
     a = np.asarray(im)
     if crop is not None:
-        y0, x0 = (a.shape[0] - crop) // 2, (a.shape[1] - crop) // 2
+        h, w = a.shape[:2]
+        if dctnet:
+            y0, x0 = round((h - crop) * 0.5), round((w - crop) * 0.5)
+        else:
+            y0, x0 = (h - crop) // 2, (w - crop) // 2
         a = a[y0 : y0 + crop, x0 : x0 + crop]
     return jfif_float(a)
 
@@ -105,8 +120,9 @@ class FixedRng:
 
 def test_presets() -> None:
     assert parse_geometry("none") == Geometry(None, None, "none")
-    assert parse_geometry("resnet") == Geometry(512, 448, "resnet")
-    assert parse_geometry("mobilenet") == Geometry(1024, 896, "mobilenet")
+    assert parse_geometry("resnet") == Geometry(512, 448, "resnet", "dctnet")
+    assert parse_geometry("mobilenet") == Geometry(1024, 896, "mobilenet", "dctnet")
+    assert parse_geometry("256:224").rule == "round"
     assert parse_geometry("resnet").blocks == (56, 56)
     assert parse_geometry("mobilenet").blocks == (112, 112)
     assert parse_geometry("none").blocks is None
@@ -156,6 +172,21 @@ def test_resized_size() -> None:
     assert resized_size(480, 640, 512) == (512, 683)
     assert resized_size(500, 375, 512) == (683, 512)
     assert resized_size(300, 300, 512) == (512, 512)
+    # DCTNet / torchvision: int(512 * 640 / 480) = int(682.67) = 682
+    assert resized_size(640, 480, 512, "dctnet") == (682, 512)
+    assert resized_size(480, 640, 512, "dctnet") == (512, 682)
+    assert resized_size(640, 427, 512, "dctnet") == (767, 512)  # 767.4
+    assert resized_size(300, 300, 512, "dctnet") == (512, 512)
+
+
+@pytest.mark.parametrize(
+    ("dim", "crop", "floor", "dctnet"),
+    # (dim - crop) / 2: 159.5 -> 159 / 160 (half to even); 117.5 -> 117 / 118; 2.5 -> 2 / 2
+    [(767, 448, 159, 160), (683, 448, 117, 118), (453, 448, 2, 2), (448, 448, 0, 0)],
+)
+def test_centre_offset(dim: int, crop: int, floor: int, dctnet: int) -> None:
+    assert centre_offset(dim, crop) == floor
+    assert centre_offset(dim, crop, "dctnet") == dctnet
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -240,13 +271,24 @@ def test_none_matches_float_jfif_of_rgb_decode(path: Path) -> None:
 @pytest.mark.parametrize("path", [*COCO_444, ANTS_500x375, ZOO_420])
 def test_resnet_matches_independent_reference(path: Path) -> None:
     got = load_ycbcr(path, "resnet").planes
-    err = mean_abs(got, reference(path, 512, 448))
+    err = mean_abs(got, reference(path, 512, 448, dctnet=True))
     # No draft here (shorter side < 1024). Measured 0.19..0.35 per channel on these images
     # (<= 0.52 over 60 COCO images): the reference rounds to 8 bits in RGB (decode) and again
     # after resizing in RGB, this path rounds once in YCbCr after resizing; PIL's float32
     # resize box moves ~2% of samples by 1. A geometry error (1-pixel shift, wrong crop
     # offset, wrong size) gives several units.
     assert (err <= 0.45).all(), err
+
+
+def test_named_geometry_takes_dctnet_window() -> None:
+    # 640x427: DCTNet resizes to 767x512 and crops at x = round(159.5) = 160; freqdata's S:C
+    # rule would take x = 159. The 1-pixel shift of the window costs several units.
+    got = load_ycbcr(COCO_640x427, "resnet").planes
+    assert (mean_abs(got, reference(COCO_640x427, 512, 448, dctnet=True)) <= 0.45).all()
+    assert mean_abs(got, reference(COCO_640x427, 512, 448))[0] > 2.0
+    # the same size spelled S:C keeps freqdata's own rule
+    got = load_ycbcr(COCO_640x427, "512:448").planes
+    assert (mean_abs(got, reference(COCO_640x427, 512, 448)) <= 0.45).all()
 
 
 def test_draft_scaled_decode_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,7 +306,7 @@ def test_draft_scaled_decode_matches_reference(monkeypatch: pytest.MonkeyPatch) 
     # retina: 1411x1411 -> 512: libjpeg decodes at 1/2 (706 >= 512), then bilinear 706 -> 512
     got = load_ycbcr(ZOO_RETINA, "resnet").planes
     assert scales[-1] == 2.0
-    err = mean_abs(got, reference(ZOO_RETINA, 512, 448))
+    err = mean_abs(got, reference(ZOO_RETINA, 512, 448, dctnet=True))
     assert (err <= 0.45).all(), err  # measured (0.38, 0.29, 0.28): a smooth image
 
     # COCO 640x427 with 128:64: shorter side 427/128 = 3.3 -> 1/2 DCT scaling
