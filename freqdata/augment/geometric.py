@@ -1,0 +1,145 @@
+"""Exact geometric transforms of DCT batches: flips, transpose, rot90, block translation.
+
+All act on raw coefficients ``(B, C, Hb, Wb)`` (before normalization) and are exact: they
+equal the block DCT of the transformed pixels when the image is whole blocks (stores always
+hold whole blocks; a padded edge moves with the flip as in
+:func:`freqdata.transforms.hflip`). An 8-sample block mirrored has DCT-II coefficients
+``(-1)^f X[f]``, and the transpose of a block swaps ``u`` and ``v``:
+
+* :func:`flip` — ``axis="h"`` (= :func:`freqdata.transforms.hflip`: block columns mirrored,
+  odd ``u`` negated) or ``axis="v"`` (block rows mirrored, odd ``v`` negated);
+* :func:`transpose` — block grid transposed and channel ``(v, u)`` taken from ``(u, v)``;
+  needs a channel set closed under ``u <-> v`` (every ``dctnet-*`` preset and ``all``; a
+  ``zigzag-Y-C`` selection only when it ends on a complete anti-diagonal);
+* :func:`rot90` — ``torch.rot90(image, k, dims=(-2, -1))`` (counter-clockwise for ``k = 1``):
+  transpose + vertical flip, two flips, or transpose + horizontal flip;
+* :func:`translate_blocks` — shift by whole blocks, filling with a flat colour.
+
+Per-sample variants take a ``(B,)`` mask or ``k``; a transpose that differs between samples
+needs a square grid (the output shape must be the same for all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from freqdata.augment.layout import as_channel_info
+from freqdata.dct import BLOCK
+from freqdata.errors import UsageError
+from freqdata.transforms import ChannelInfo
+
+__all__ = ["flip", "rot90", "translate_blocks", "transpose", "transpose_permutation"]
+
+
+def _where(mask: torch.Tensor | None, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if mask is None:
+        return y
+    return torch.where(mask.to(x.device)[:, None, None, None], y, x)
+
+
+def flip(
+    x: torch.Tensor,
+    channels: ChannelInfo | Sequence[str],
+    axis: str = "h",
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Flip the image horizontally (``axis="h"``) or vertically (``"v"``) in the DCT domain.
+
+    ``x`` ``(B, C, Hb, Wb)`` → same shape and dtype; ``mask`` ``(B,)`` bool flips only those
+    samples. Exact (integers stay integers).
+    """
+    info = as_channel_info(channels)
+    if axis not in ("h", "v"):
+        raise UsageError(f"flip axis must be 'h' or 'v', got {axis!r}")
+    freq = info.u if axis == "h" else info.v
+    sign = torch.as_tensor(np.where(freq % 2 == 1, -1, 1), device=x.device).to(x.dtype)
+    y = x.flip(-1 if axis == "h" else -2) * sign[:, None, None]
+    return _where(mask, y, x)
+
+
+def transpose_permutation(channels: ChannelInfo | Sequence[str]) -> torch.Tensor:
+    """``(C,)`` int64: channel ``c`` of the transposed cube is channel ``perm[c]`` of the input.
+
+    Raises :class:`~freqdata.errors.UsageError` when the channel set is not closed under
+    ``u <-> v``.
+    """
+    info = as_channel_info(channels)
+    pairs = zip(info.component.tolist(), info.k.tolist(), strict=True)
+    where = {pair: i for i, pair in enumerate(pairs)}
+    perm = []
+    for c, k in zip(info.component, info.k, strict=True):
+        t = (int(c), int(k % BLOCK) * BLOCK + int(k // BLOCK))
+        if t not in where:
+            raise UsageError(
+                f"transpose needs coefficient {t[1]} of component {t[0]} (the transpose of "
+                f"{int(k)}): the channel set is not symmetric in u and v"
+            )
+        perm.append(where[t])
+    return torch.as_tensor(perm, dtype=torch.int64)
+
+
+def transpose(
+    x: torch.Tensor, channels: ChannelInfo | Sequence[str], mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Transpose the image (swap rows and columns) in the DCT domain: ``(B, C, Hb, Wb)`` →
+    ``(B, C, Wb, Hb)``. ``mask`` ``(B,)`` bool (square grids only) transposes some samples."""
+    perm = transpose_permutation(channels).to(x.device)
+    y = x[:, perm].transpose(-1, -2)
+    if mask is not None and x.shape[-1] != x.shape[-2]:
+        raise UsageError("a per-sample transpose needs a square block grid")
+    return _where(mask, y, x)
+
+
+def rot90(
+    x: torch.Tensor, channels: ChannelInfo | Sequence[str], k: int | torch.Tensor = 1
+) -> torch.Tensor:
+    """Rotate by ``k`` quarter turns counter-clockwise (``torch.rot90(img, k, (-2, -1))``).
+
+    ``k``: an int, or a ``(B,)`` int tensor of per-sample turns (square grids only when the
+    turns differ in parity). Exact.
+    """
+    info = as_channel_info(channels)
+    if isinstance(k, torch.Tensor):
+        k = k.to(x.device) % 4
+        out = x
+        for turn in (1, 2, 3):
+            out = _where(k == turn, rot90(x, info, turn), out)
+        return out
+    k = int(k) % 4
+    if k == 0:
+        return x
+    if k == 2:
+        return flip(flip(x, info, "h"), info, "v")
+    return flip(transpose(x, info), info, "v" if k == 1 else "h")
+
+
+def translate_blocks(
+    x: torch.Tensor,
+    channels: ChannelInfo | Sequence[str],
+    dy: torch.Tensor | int,
+    dx: torch.Tensor | int,
+    fill: float = 128.0,
+) -> torch.Tensor:
+    """Shift the image by ``(dy, dx)`` whole blocks (down / right positive), per sample.
+
+    ``dy``, ``dx``: ints or ``(B,)`` int tensors. Uncovered blocks get the flat colour of luma
+    ``fill`` (pixel value; 128 = mid grey, 0 = black as torchvision's default fill) and
+    neutral chroma: ``Y0 = 8 (fill - 128)``, every other coefficient 0. Exact.
+    """
+    info = as_channel_info(channels)
+    b, c, hb, wb = x.shape
+    dev = x.device
+    dy = torch.as_tensor(dy, device=dev).expand(b)
+    dx = torch.as_tensor(dx, device=dev).expand(b)
+    rows = torch.arange(hb, device=dev)[None, :] - dy[:, None]  # source row of each output row
+    cols = torch.arange(wb, device=dev)[None, :] - dx[:, None]
+    valid = ((rows >= 0) & (rows < hb))[:, :, None] & ((cols >= 0) & (cols < wb))[:, None, :]
+    y = x.gather(2, rows.clamp(0, hb - 1)[:, None, :, None].expand(b, c, hb, wb))
+    y = y.gather(3, cols.clamp(0, wb - 1)[:, None, None, :].expand(b, c, hb, wb))
+    flat = torch.zeros(c, device=dev, dtype=x.dtype)
+    dc = np.flatnonzero((info.component == 0) & (info.k == 0))
+    flat[torch.as_tensor(dc, device=dev)] = BLOCK * (fill - 128.0)
+    return torch.where(valid[:, None], y, flat[:, None, None])
