@@ -57,7 +57,7 @@ from freqdata.store import (
     StoreWriter,
     exists,
 )
-from freqdata.store.writer import storage_rows
+from freqdata.store.layout import storage_rows, writable
 
 DIST = "_dist"
 DEFAULT_TASK_INPUTS = 256
@@ -196,6 +196,7 @@ def _copy_task(out: str, target: str, part: str, lo: int, hi: int, segments: lis
     """Round 2 on a worker: write positions ``[lo, hi)`` of ``OUT/target`` (whole objects)."""
     arr = zarr.open_group(out, mode="r+", zarr_format=3)[target]
     assert isinstance(arr, zarr.Array)
+    arr = writable(arr)
     buf = np.zeros((hi - lo, *arr.shape[1:]), dtype=arr.dtype)
     for t, s0, s1, d0 in segments:
         if t < 0:
@@ -624,4 +625,4 @@ def _write_rows(arr: Any, lo: int, hi: int, rows: np.ndarray) -> None:
     """Write rows ``[lo, hi)`` of ``arr``, growing it to ``hi`` (client-side index arrays)."""
     if arr.shape[0] < hi:
         arr.resize((hi, *arr.shape[1:]))
-    arr[lo:hi] = rows
+    writable(arr)[lo:hi] = rows

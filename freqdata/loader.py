@@ -103,8 +103,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from freqdata.shards import ShardReader
+from freqdata.shards import ShardReader, samples_text
 from freqdata.store import ImageStore, Part
+from freqdata.store.reader import read_checked
 
 __all__ = [
     "DEFAULT_MODE",
@@ -149,7 +150,8 @@ class _RaggedPart:
                 r = rows[order[k]]
                 end = max(end, self.offsets[r] + self.sizes[r])
             start = self.offsets[rows[order[first]]]
-            flat = self.data[int(start) : int(end)]
+            which = samples_text(rows[order[first : k + 1]])
+            flat = read_checked(self.data, int(start), int(end), affected=which)
             for j in order[first : k + 1]:
                 r = rows[j]
                 a = int(self.offsets[r] - start)
@@ -478,7 +480,7 @@ def _zarr_rows(arr: Any, rows: np.ndarray, out: np.ndarray) -> None:
     bounds = np.flatnonzero(np.diff(srt) > 1) + 1
     for group in np.split(np.arange(len(srt)), bounds):
         a, b = int(srt[group[0]]), int(srt[group[-1]]) + 1
-        block = arr[a:b]
+        block = read_checked(arr, a, b)
         out[order[group]] = block[srt[group] - a]
 
 

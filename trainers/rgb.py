@@ -42,7 +42,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
 
 from freqdata.loader import BatchRequest, StoreSampler
 from freqdata.pixels import load_ycbcr, parse_geometry
@@ -50,6 +49,8 @@ from freqdata.shards import ShardReader
 from freqdata.sources import Sources, list_sources
 from freqdata.stats import ChannelStats
 from freqdata.store import StoreGroup
+from freqdata.store.layout import array_options
+from freqdata.store.reader import read_rows
 
 __all__ = [
     "RGB_FORMAT",
@@ -104,15 +105,17 @@ def encode_rgb(
         dtype=np.uint8,
         chunks=(1, 3, c, c),
         shards=(SHARD, 3, c, c),
-        compressors=BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.noshuffle),
+        **array_options(1),
         fill_value=0,
         dimension_names=("sample", "channel", "y", "x"),
     )
     arrays = {
-        name: g.create_array(name, shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1)
+        name: g.create_array(name, shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1,
+                             **array_options(8))
         for name in ("labels", "source_index")
     }
-    paths_arr = g.create_array("paths", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,))
+    paths_arr = g.create_array("paths", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,),
+                               **array_options(1))
     stats = ChannelStats.empty(3)
     errors: list[dict[str, Any]] = []
     rows: list[tuple[int, str, int, np.ndarray]] = []
@@ -147,10 +150,11 @@ def encode_rgb(
     sg = g.create_group("stats")
     for name, value in (("count", stats.n), ("mean", stats.mean), ("m2", stats.m2),
                         ("std", stats.std)):  # fmt: skip
-        sg.create_array(name, shape=(3,), dtype=np.float64, fill_value=0.0)[:] = value
+        sg.create_array(name, shape=(3,), dtype=np.float64, fill_value=0.0,
+                        **array_options(8))[:] = value
     g.attrs["freqdata"] = {
         "format": RGB_FORMAT,
-        "format_version": 1,
+        "format_version": 2,
         "layout": "fixed",
         "parts": [{"name": "images", "channels": 3, "grid": [c, c]}],
         "config": {
@@ -189,15 +193,15 @@ class RGBStore(StoreGroup):
     def __init__(self, path: str | Path) -> None:
         super().__init__(path)
         self.grid: tuple[int, int] = tuple(self.attrs["parts"][0]["grid"])  # type: ignore[assignment]
-        self._reader: ShardReader | None = ShardReader.open(Path(self.path) / "images")
+        self._reader: ShardReader | None = self.shard_reader("images")
 
     def read(self, rows: np.ndarray, out: np.ndarray) -> None:
-        """Rows ``rows`` (B,) into ``out`` ``(B, 3, H, W)`` uint8 (direct shard reads)."""
+        """Rows ``rows`` (B,) into ``out`` ``(B, 3, H, W)`` uint8 (direct shard reads; an
+        absent or damaged chunk raises :class:`~freqdata.errors.StoreError`)."""
         if self._reader is not None:
             self._reader.read(rows, list(out), self._n)
         else:
-            order = np.argsort(rows)
-            out[order] = self.group["images"].get_orthogonal_selection((rows[order],))
+            out[...] = read_rows(self.group["images"], rows)
 
 
 def _crop_offset(rng: np.random.Generator | None, size: int, crop: int, step: int) -> int:

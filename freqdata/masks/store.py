@@ -56,7 +56,7 @@ from freqdata.masks.coco import (
 from freqdata.masks.patchdct import patch_encode
 from freqdata.masks.weak import IGNORE_INDEX, _cells, blockwise
 from freqdata.store import Progress, store_bytes
-from freqdata.store.layout import INDEX_CHUNK, compressor
+from freqdata.store.layout import INDEX_CHUNK, array_options
 from freqdata.store.writer import append_rows, truncate_rows
 
 __all__ = [
@@ -80,7 +80,7 @@ __all__ = [
 ]
 
 FORMAT = "freqdata-masks"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: crc32c per chunk, every chunk stored (docs/store.md, "Integrity")
 SUBGROUP = "masks"  # name of the group inside an image store (``into``)
 
 PATCH_K, PATCH_SIZE, PATCH_DIMS = 112, 8, 6  # PatchDCT: 112x112 mask, 8x8 patches, 6 dims
@@ -501,7 +501,7 @@ def _create_arrays(g: zarr.Group, n: int, patch: bool, nus: Sequence[int]) -> No
     def arr(grp: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, rows: int,
             fill: Any = 0, names: tuple[str, ...] | None = None) -> None:
         grp.create_array(name, shape=shape, dtype=dtype, chunks=(rows, *shape[1:]),
-                         compressors=compressor(np.dtype(dtype).itemsize), fill_value=fill,
+                         **array_options(np.dtype(dtype).itemsize), fill_value=fill,
                          dimension_names=names)
 
     arr(g, "vectors", (0, n), np.float32, VECTOR_ROWS, 0.0, ("instance", "coefficient"))
@@ -521,7 +521,8 @@ def _create_arrays(g: zarr.Group, n: int, patch: bool, nus: Sequence[int]) -> No
     arr(ig, "ids", (0,), np.int64, INDEX_CHUNK, -1, ("image",))
     arr(ig, "image_index", (0,), np.int64, INDEX_CHUNK, -1, ("image",))
     arr(ig, "sizes", (0, 2), np.int64, INDEX_CHUNK, 0, ("image", "hw"))
-    ig.create_array("file_names", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,))
+    ig.create_array("file_names", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,),
+                    **array_options(1))
     if nus:
         wg = g.create_group("weak")
         for name in ["full", *(f"nu{nu}" for nu in nus)]:

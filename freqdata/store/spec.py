@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FORMAT = "freqdata-images"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: crc32c per chunk, every chunk stored (docs/store.md)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from freqdata.store.layout import (
     INDEX_CHUNK,
     RAGGED_CHUNK,
     SHARD_SAMPLES,
-    compressor,
+    array_options,
     delete_key,
     exists,
 )
@@ -97,7 +97,7 @@ class StoreWriter:
                     dtype=CUBE_DTYPE,
                     chunks=(1, p.channels, hb, wb),
                     shards=(SHARD_SAMPLES, p.channels, hb, wb),
-                    compressors=compressor(),
+                    **array_options(),
                     fill_value=0,
                     dimension_names=("sample", "channel", "block_y", "block_x"),
                 )
@@ -108,7 +108,7 @@ class StoreWriter:
                     shape=(0,),
                     dtype=CUBE_DTYPE,
                     chunks=(RAGGED_CHUNK,),
-                    compressors=compressor(),
+                    **array_options(),
                     fill_value=0,
                 )
                 pg.create_array(
