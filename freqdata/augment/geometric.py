@@ -8,9 +8,12 @@ hold whole blocks; a padded edge moves with the flip as in
 
 * :func:`flip` — ``axis="h"`` (= :func:`freqdata.transforms.hflip`: block columns mirrored,
   odd ``u`` negated) or ``axis="v"`` (block rows mirrored, odd ``v`` negated);
-* :func:`transpose` — block grid transposed and channel ``(v, u)`` taken from ``(u, v)``;
-  needs a channel set closed under ``u <-> v`` (every ``dctnet-*`` preset and ``all``; a
-  ``zigzag-Y-C`` selection only when it ends on a complete anti-diagonal);
+* :func:`transpose` — block grid transposed and channel ``(v, u)`` taken from ``(u, v)``.
+  Exact when the channel set is closed under ``u <-> v`` (``all``, ``dctnet-6/24/48``, a
+  ``zigzag-Y-C`` that ends on a complete anti-diagonal); otherwise (``dctnet-32``'s and
+  ``dctnet-64``'s chroma) a channel whose transpose is not stored becomes 0: the result is
+  the stored channels of the transposed *low-pass* image (unstored coefficients 0), the
+  same convention as :mod:`freqdata.augment.resample`;
 * :func:`rot90` — ``torch.rot90(image, k, dims=(-2, -1))`` (counter-clockwise for ``k = 1``):
   transpose + vertical flip, two flips, or transpose + horizontal flip;
 * :func:`translate_blocks` — shift by whole blocks, filling with a flat colour.
@@ -61,23 +64,13 @@ def flip(
 
 
 def transpose_permutation(channels: ChannelInfo | Sequence[str]) -> torch.Tensor:
-    """``(C,)`` int64: channel ``c`` of the transposed cube is channel ``perm[c]`` of the input.
-
-    Raises :class:`~freqdata.errors.UsageError` when the channel set is not closed under
-    ``u <-> v``.
-    """
+    """``(C,)`` int64: channel ``c`` of the transposed cube is channel ``perm[c]`` of the input,
+    or ``C`` (a zero channel) where the transposed coefficient is not stored."""
     info = as_channel_info(channels)
     pairs = zip(info.component.tolist(), info.k.tolist(), strict=True)
     where = {pair: i for i, pair in enumerate(pairs)}
-    perm = []
-    for c, k in zip(info.component, info.k, strict=True):
-        t = (int(c), int(k % BLOCK) * BLOCK + int(k // BLOCK))
-        if t not in where:
-            raise UsageError(
-                f"transpose needs coefficient {t[1]} of component {t[0]} (the transpose of "
-                f"{int(k)}): the channel set is not symmetric in u and v"
-            )
-        perm.append(where[t])
+    n = len(info.k)
+    perm = [where.get((c, (k % BLOCK) * BLOCK + k // BLOCK), n) for c, k in where]
     return torch.as_tensor(perm, dtype=torch.int64)
 
 
@@ -85,11 +78,14 @@ def transpose(
     x: torch.Tensor, channels: ChannelInfo | Sequence[str], mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Transpose the image (swap rows and columns) in the DCT domain: ``(B, C, Hb, Wb)`` →
-    ``(B, C, Wb, Hb)``. ``mask`` ``(B,)`` bool (square grids only) transposes some samples."""
-    perm = transpose_permutation(channels).to(x.device)
-    y = x[:, perm].transpose(-1, -2)
+    ``(B, C, Wb, Hb)``. ``mask`` ``(B,)`` bool (square grids only) transposes some samples.
+
+    A stored channel whose transpose is not stored becomes 0 (module docstring)."""
     if mask is not None and x.shape[-1] != x.shape[-2]:
         raise UsageError("a per-sample transpose needs a square block grid")
+    perm = transpose_permutation(channels).to(x.device)
+    padded = torch.cat([x, x.new_zeros((x.shape[0], 1, *x.shape[2:]))], 1)
+    y = padded[:, perm].transpose(-1, -2)
     return _where(mask, y, x)
 
 
