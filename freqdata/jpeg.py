@@ -22,25 +22,40 @@ faster) and by libjpeg otherwise; one pass dequantizes into the output.
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from freqdata import _jpegcoef
-from freqdata.errors import InputError
+from freqdata.errors import InputError, UsageError
 from freqdata.limits import DEFAULT_MAX_PIXELS
+from freqdata.orientation import EXIF_HEADER, XMP_HEADER, orientation
 
 __all__ = [
+    "DamagedJpegWarning",
     "JpegCoefficients",
     "JpegError",
+    "JpegHeader",
+    "JpegTooLargeError",
     "UnsupportedJpegError",
+    "check_header",
     "read_coefficients",
+    "read_header",
 ]
 
 
 class JpegError(InputError):
     """The input is not a readable JPEG: not a JPEG at all, damaged, truncated or too large."""
+
+
+class JpegTooLargeError(JpegError):
+    """The header declares more than ``max_pixels`` pixels; nothing was decoded."""
+
+
+class DamagedJpegWarning(UserWarning):
+    """A damaged or truncated JPEG decoded anyway (``strict=False`` / ``lenient=True``): the
+    message names the input and libjpeg's warnings. Missing data reads as zero coefficients
+    (flat grey blocks)."""
 
 
 class UnsupportedJpegError(JpegError):
@@ -67,8 +82,9 @@ class JpegCoefficients:
         sampling: per component ``(h, v)`` sampling factors, e.g. ``((2, 2), (1, 1), (1, 1))``
             for 4:2:0; ``((1, 1),)`` for grayscale (a single component has no subsampling).
         colorspace: ``"gray"`` (1 component) or ``"ycbcr"`` (3 components: Y, Cb, Cr).
-        orientation: EXIF Orientation 1..8 from APP1 (1 when absent or invalid); the planes
-            are *not* rotated.
+        orientation: 1..8 from the EXIF / XMP metadata (:mod:`freqdata.orientation`: EXIF
+            IFD0 over XMP ``tiff:Orientation``; 1 when absent or invalid); the planes are
+            *not* rotated.
         progressive: progressive (SOF2/SOF10) rather than sequential.
         arithmetic: arithmetic rather than Huffman entropy coding.
         warnings: libjpeg's warnings (the first 8). With ``strict=False`` a damaged or
@@ -123,46 +139,138 @@ def _not_jpeg_message(data: bytes) -> str:
     return f"not a JPEG file: looks like {what} (starts with {head!r})"
 
 
-def _exif_orientation(tiff: bytes | None) -> int:
-    """EXIF Orientation (tag 0x0112 of IFD0) from an APP1 payload after ``Exif\\0\\0``; 1 if
-    absent or invalid. Never raises on junk."""
-    try:
-        return _parse_orientation(tiff)
-    except (struct.error, IndexError):  # pragma: no cover - the parser bounds-checks already
-        return 1
+_SOF_MARKERS = frozenset(
+    (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+)
+_ARITHMETIC_SOF = frozenset((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+_LOSSLESS_SOF = frozenset((0xC3, 0xC7, 0xCB, 0xCF))
 
 
-def _parse_orientation(tiff: bytes | None) -> int:
-    if not tiff or len(tiff) < 8:
-        return 1
-    if tiff[:4] == b"II*\x00":
-        e = "<"
-    elif tiff[:4] == b"MM\x00*":
-        e = ">"
-    else:
-        return 1
-    (ifd,) = struct.unpack_from(e + "I", tiff, 4)
-    if ifd < 8 or ifd + 2 > len(tiff):
-        return 1
-    (n,) = struct.unpack_from(e + "H", tiff, ifd)
-    n = min(n, (len(tiff) - ifd - 2) // 12)
-    for i in range(n):
-        tag, typ, count = struct.unpack_from(e + "HHI", tiff, ifd + 2 + 12 * i)
-        if tag != 0x0112:
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class JpegHeader:
+    """What a JPEG's headers declare, read without decoding anything.
+
+    ``width``, ``height``: pixels as stored (height 0 when the frame defers it to a DNL
+    marker); ``sampling``: per component ``(h, v)``; ``marker``: the SOF marker byte
+    (0xC0 baseline, 0xC2 progressive ...); ``exif``, ``xmp``: payloads of the first APP1
+    Exif and the first APP1 XMP segment (without their identifiers), ``None`` where absent.
+    """
+
+    width: int
+    height: int
+    sampling: tuple[tuple[int, int], ...]
+    marker: int
+    exif: bytes | None = None
+    xmp: bytes | None = None
+
+    @property
+    def orientation(self) -> int:
+        """1..8 from the EXIF / XMP metadata (:func:`freqdata.orientation.orientation`)."""
+        return orientation(self.exif, self.xmp)
+
+    @property
+    def arithmetic(self) -> bool:
+        return self.marker in _ARITHMETIC_SOF
+
+    @property
+    def lossless(self) -> bool:
+        return self.marker in _LOSSLESS_SOF
+
+    def min_scan_bytes(self) -> int:
+        """A lower bound on the entropy-coded bytes of a complete Huffman-coded image.
+
+        Every 8x8 block of a component costs at least one bit in that component's first DC
+        scan (sequential: a DC code and an EOB code, two bits; progressive: one DC code),
+        so a file holding fewer than ``blocks / 8`` bytes for the smallest component cannot
+        hold the image: it is truncated or forged. 0 for arithmetic coding (which can code
+        a block in less than a bit), lossless JPEG and a deferred (DNL) height.
+        """
+        if self.arithmetic or self.lossless or not self.height or not self.sampling:
+            return 0
+        hmax = max(h for h, _ in self.sampling)
+        vmax = max(v for _, v in self.sampling)
+        blocks = min(
+            _ceil_div(_ceil_div(self.width * h, hmax), 8)
+            * _ceil_div(_ceil_div(self.height * v, vmax), 8)
+            for h, v in self.sampling
+        )
+        return blocks // 8
+
+
+def read_header(data: bytes | bytearray | memoryview) -> JpegHeader | None:
+    """The headers of a JPEG, by a marker walk from SOI to the first scan (nothing decoded),
+    or ``None`` when no well-formed frame header (SOF) comes before it."""
+    mv = memoryview(data).cast("B")
+    n = mv.nbytes
+    if n < 4 or mv[0] != 0xFF or mv[1] != 0xD8:
+        return None
+    frame: tuple[int, int, tuple[tuple[int, int], ...], int] | None = None
+    exif = xmp = None
+    i = 2
+    while i + 4 <= n:
+        if mv[i] != 0xFF:
+            break
+        marker = mv[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
             continue
-        if count < 1:
-            return 1
-        off = ifd + 2 + 12 * i + 8
-        if typ == 3:  # SHORT
-            (value,) = struct.unpack_from(e + "H", tiff, off)
-        elif typ in (4, 9):  # LONG / SLONG
-            (value,) = struct.unpack_from(e + "I", tiff, off)
-        elif typ == 1:  # BYTE
-            value = tiff[off]
-        else:
-            return 1
-        return value if 1 <= value <= 8 else 1
-    return 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers
+            i += 2
+            continue
+        if marker in (0xDA, 0xD9):  # the first scan (or the end): headers are over
+            break
+        length = (mv[i + 2] << 8) | mv[i + 3]
+        if length < 2 or i + 2 + length > n:
+            break
+        seg = mv[i + 4 : i + 2 + length]
+        if marker in _SOF_MARKERS and frame is None:
+            if len(seg) < 6 or len(seg) < 6 + 3 * seg[5]:
+                return None
+            sampling = tuple((seg[7 + 3 * c] >> 4, seg[7 + 3 * c] & 15) for c in range(seg[5]))
+            if any(h < 1 or v < 1 for h, v in sampling):
+                return None
+            frame = ((seg[3] << 8) | seg[4], (seg[1] << 8) | seg[2], sampling, marker)
+        elif marker == 0xE1:
+            if exif is None and seg[: len(EXIF_HEADER)] == EXIF_HEADER:
+                exif = seg[len(EXIF_HEADER) :].tobytes()
+            elif xmp is None and seg[: len(XMP_HEADER)] == XMP_HEADER:
+                xmp = seg[len(XMP_HEADER) :].tobytes()
+        i += 2 + length
+    return None if frame is None else JpegHeader(*frame, exif=exif, xmp=xmp)
+
+
+def check_header(data: bytes | bytearray | memoryview, max_pixels: int) -> JpegHeader | None:
+    """Refuse, from the header alone and before anything image-sized is allocated, a JPEG
+    whose ``width * height`` exceeds ``max_pixels`` (:class:`JpegTooLargeError`) or whose
+    entropy-coded data cannot hold the image it declares (:class:`JpegError`, see
+    :meth:`JpegHeader.min_scan_bytes`). Returns the header (``None`` when there is none to
+    check: the decoder then reports what is wrong)."""
+    header = read_header(data)
+    if header is None:
+        return None
+    npix = header.width * header.height
+    if npix > max_pixels:
+        size = (
+            f"{npix / 1e9:.1f} Gpixels" if npix >= 10**9
+            else f"{npix / 1e6:.1f} Mpixels" if npix >= 10**6
+            else f"{npix} pixels"
+        )
+        raise JpegTooLargeError(
+            f"image of {header.width}x{header.height} = {size} exceeds max_pixels={max_pixels}; "
+            "refused from the header, before decoding"
+        )
+    need, have = header.min_scan_bytes(), memoryview(data).nbytes
+    if have < need:
+        raise JpegError(
+            f"truncated or forged JPEG: it declares {header.width}x{header.height} but has "
+            f"{have} bytes, fewer than the {need} its Huffman-coded scans need (one bit per "
+            "8x8 block at least); refused before decoding"
+        )
+    return header
 
 
 def read_coefficients(
@@ -207,18 +315,24 @@ def read_coefficients(
         where = ""
     max_pixels = int(max_pixels)
     if max_pixels < 0:
-        raise ValueError(f"max_pixels must be >= 0, got {max_pixels}")
+        raise UsageError(f"max_pixels must be >= 0, got {max_pixels}")
     max_pixels = min(max_pixels, 2**64 - 1)
     mv = memoryview(data).cast("B")
     if mv.nbytes < 2 or mv[:2].tobytes() != b"\xff\xd8":
         raise JpegError(where + _not_jpeg_message(mv[:12].tobytes()))
     try:
+        header = check_header(mv, max_pixels)
+    except JpegError as e:
+        raise type(e)(where + str(e)) from None
+    try:
         res = _jpegcoef.read(mv, max_pixels, bool(strict))
     except _jpegcoef.Failure as e:
         kind, msg = e.args
-        cls = UnsupportedJpegError if kind == "unsupported" else JpegError
+        cls = {"unsupported": UnsupportedJpegError, "too_large": JpegTooLargeError}.get(
+            kind, JpegError
+        )
         raise cls(where + msg) from None
-    width, height, planes, qtables, sampling, colorspace, progressive, arithmetic, exif, warns = (
+    width, height, planes, qtables, sampling, colorspace, progressive, arithmetic, _, warns = (
         res[:10]
     )
     return JpegCoefficients(
@@ -228,7 +342,7 @@ def read_coefficients(
         quant_tables=tuple(qtables),
         sampling=tuple(sampling),
         colorspace=colorspace,
-        orientation=_exif_orientation(exif),
+        orientation=1 if header is None else header.orientation,
         progressive=progressive,
         arithmetic=arithmetic,
         warnings=tuple(warns),

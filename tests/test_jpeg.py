@@ -464,7 +464,7 @@ def test_threads_give_identical_results(data_dir):
 
 
 def test_exif_orientation_junk_never_raises():
-    from freqdata.jpeg import _exif_orientation
+    from freqdata.orientation import orientation as _exif_orientation
 
     assert _exif_orientation(None) == 1
     assert _exif_orientation(b"") == 1
