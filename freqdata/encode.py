@@ -6,8 +6,11 @@
 * ``path="pixels"``: decode → orientation → geometry → JFIF YCbCr
   (:func:`freqdata.pixels.load_ycbcr`) → 8x8 block DCT of the selected coefficients, rounded
   to the nearest integer.
+* ``path="dctnet"``: DCTNet's own evaluation transform (:func:`freqdata.dctnet.encode_dctnet`:
+  OpenCV's bilinear resize and centre crop, chroma through a 2x upscale and libjpeg's 4:2:0
+  downsampling, libjpeg's integer DCT at quality 100), for a crop geometry.
 
-Both give int16 coefficients on JPEG's scale (orthonormal DCT-II of ``x - 128``), channels
+All give int16 coefficients on JPEG's scale (orthonormal DCT-II of ``x - 128``), channels
 in the preset's order: Y, then Cb, then Cr.
 """
 
@@ -20,6 +23,8 @@ import numpy as np
 
 from freqdata.coefficients import component_cube
 from freqdata.dct import BLOCK, block_dct
+from freqdata.dctnet import encode_dctnet
+from freqdata.errors import UsageError
 from freqdata.jpeg import read_coefficients
 from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.pixels import Geometry, load_ycbcr, parse_geometry
@@ -27,14 +32,14 @@ from freqdata.presets import Preset, resolve_preset
 
 Source = str | os.PathLike | bytes
 Cube = np.ndarray | tuple[np.ndarray, np.ndarray]
-PATHS = ("coeff", "pixels")
+PATHS = ("coeff", "pixels", "dctnet")
 CHROMA = ("full", "native")
 
 
 def encode_image(
     src: Source,
     preset: str | Preset = "dctnet-24",
-    path: Literal["coeff", "pixels"] = "coeff",
+    path: Literal["coeff", "pixels", "dctnet"] = "coeff",
     geometry: str | Geometry = "none",
     chroma: Literal["full", "native"] = "full",
     *,
@@ -51,6 +56,7 @@ def encode_image(
     path: libjpeg's encoder padding; pixel path: edge replication); ``Hb = ceil(H / 8)``.
     Other geometries (``resnet``, ``mobilenet``, ``S:C``) need ``path="pixels"``; ``rng``
     switches them to random-resized crop + random horizontal flip (training augmentation).
+    ``path="dctnet"`` needs a crop geometry, ``chroma="full"`` and no ``rng``.
 
     Raises ``ValueError`` for bad options and :class:`freqdata.jpeg.JpegError` /
     :class:`freqdata.pixels.ImageDecodeError` (both ``ValueError``) for bad images.
@@ -68,6 +74,13 @@ def encode_image(
                 "(the coefficient path keeps the whole image, geometry='none')"
             )
         return _from_coefficients(src, p, chroma, max_pixels)
+    if path == "dctnet":
+        if chroma != "full" or rng is not None or geo.crop is None:
+            raise UsageError(
+                "path 'dctnet' is DCTNet's evaluation transform: it needs a crop geometry "
+                "(resnet, mobilenet or S:C), chroma 'full' and no rng"
+            )
+        return encode_dctnet(src, p, geo, max_pixels=max_pixels)
     return _from_pixels(src, p, geo, chroma, rng, max_pixels)
 
 

@@ -66,7 +66,9 @@ import math
 import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -84,6 +86,7 @@ __all__ = [
     "ImageTooLargeError",
     "YCbCrImage",
     "centre_offset",
+    "load_rgb",
     "load_ycbcr",
     "parse_geometry",
     "random_resized_crop_params",
@@ -102,6 +105,7 @@ risks."""
 
 RULES = ("round", "dctnet")
 """Rounding rules of a resize + centre crop (:func:`resized_size`, :func:`centre_offset`)."""
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -281,6 +285,7 @@ _RRC_SCALE = (0.08, 1.0)
 _RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 
 Box = tuple[float, float, float, float]
+T = TypeVar("T")
 
 
 def resized_size(width: int, height: int, shorter: int, rule: str = "round") -> tuple[int, int]:
@@ -429,13 +434,8 @@ def _to_planes(im: Image.Image, flip: bool) -> np.ndarray:
     return out
 
 
-def _load(
-    im: Image.Image,
-    geom: Geometry,
-    rng: np.random.Generator | None,
-    max_pixels: int,
-    name: str,
-) -> YCbCrImage:
+def _check_size(im: Image.Image, max_pixels: int, name: str) -> tuple[int, int]:
+    """``(width, height)`` from the header, refused when empty or over ``max_pixels``."""
     width, height = im.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
@@ -445,6 +445,17 @@ def _load(
         )
     if width <= 0 or height <= 0:
         raise ImageDecodeError(name, f"empty image ({width}x{height})")
+    return width, height
+
+
+def _load(
+    im: Image.Image,
+    geom: Geometry,
+    rng: np.random.Generator | None,
+    max_pixels: int,
+    name: str,
+) -> YCbCrImage:
+    width, height = _check_size(im, max_pixels, name)
     is_jpeg = im.format in ("JPEG", "MPO")
     if not is_jpeg:
         im.load()  # some formats (PNG) only expose EXIF after the pixel data
@@ -534,6 +545,38 @@ def load_ycbcr(
     geometry; ``OSError`` when a path cannot be opened.
     """
     geom = parse_geometry(geometry)
+    return _decode(src, lambda im, name: _load(im, geom, rng, max_pixels, name))
+
+
+def load_rgb(
+    src: str | os.PathLike[str] | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode ``src`` to upright RGB ``(H, W, 3)`` uint8: the whole image, EXIF orientation
+    applied, no resampling.
+
+    What ``cv2.imread(path, IMREAD_COLOR)`` gives (in RGB order) for JPEGs coded in YCbCr
+    or grayscale: libjpeg's own colour conversion and "fancy" chroma upsampling, gray
+    replicated to three channels. Other sources are Pillow's RGB conversion (alpha dropped,
+    16-bit samples shifted down to 8 bits). Raises as :func:`load_ycbcr`.
+    """
+    return _decode(src, lambda im, name: _load_rgb(im, max_pixels, name))
+
+
+def _load_rgb(im: Image.Image, max_pixels: int, name: str) -> np.ndarray:
+    _check_size(im, max_pixels, name)
+    if im.format not in ("JPEG", "MPO"):
+        im.load()  # some formats (PNG) only expose EXIF after the pixel data
+    orientation = _orientation(im)
+    im.load()
+    im = _working_mode(im).convert("RGB")
+    if orientation != 1:
+        im = im.transpose(_ORIENT[orientation])
+    return np.asarray(im)
+
+
+def _decode(src: str | os.PathLike[str] | bytes, work: Callable[[Image.Image, str], T]) -> T:
+    """``work(image, name)`` on the opened ``src``, Pillow's failures mapped to
+    :class:`ImageDecodeError` / :class:`ImageTooLargeError`."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         name = f"<{len(src)} bytes>"
         fp: io.BufferedIOBase = io.BytesIO(src)
@@ -542,7 +585,7 @@ def load_ycbcr(
         fp = open(name, "rb")  # closed below; open errors propagate as OSError
     try:
         with Image.open(fp, formats=FORMATS) as im:
-            return _load(im, geom, rng, max_pixels, name)
+            return work(im, name)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as e:

@@ -24,6 +24,7 @@ from freqdata.pixels import (
     ImageTooLargeError,
     YCbCrImage,
     centre_offset,
+    load_rgb,
     load_ycbcr,
     parse_geometry,
     random_resized_crop_params,
@@ -321,6 +322,18 @@ def test_draft_scaled_decode_matches_reference(monkeypatch: pytest.MonkeyPatch) 
     load_ycbcr(COCO_640x480, "resnet")
     load_ycbcr(ZOO_RETINA, "mobilenet")
     assert scales[-2:] == [1.0, 1.0]
+
+
+def test_load_rgb() -> None:
+    # libjpeg's RGB decode of the whole image, oriented: what cv2.imread gives (RGB order)
+    for name in (COCO_640x427, ZOO / "pillow" / "hopper_orientation_6.jpg"):
+        ref = np.asarray(ImageOps.exif_transpose(Image.open(name)).convert("RGB"))
+        np.testing.assert_array_equal(load_rgb(name), ref, err_msg=str(name))
+    gray = load_rgb(COCO_GRAY)
+    assert gray.shape == (640, 378, 3)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    with pytest.raises(ImageDecodeError, match="bytes"):
+        load_rgb(b"not an image")
 
 
 # ----------------------------------------------------------------------------- orientation
