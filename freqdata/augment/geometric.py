@@ -117,12 +117,12 @@ def translate_blocks(
     channels: ChannelInfo | Sequence[str],
     dy: torch.Tensor | int,
     dx: torch.Tensor | int,
-    fill: float = 128.0,
+    fill: float = 0.0,
 ) -> torch.Tensor:
     """Shift the image by ``(dy, dx)`` whole blocks (down / right positive), per sample.
 
     ``dy``, ``dx``: ints or ``(B,)`` int tensors. Uncovered blocks get the flat colour of luma
-    ``fill`` (pixel value; 128 = mid grey, 0 = black as torchvision's default fill) and
+    ``fill`` (pixel value; 0 = black, torchvision's default fill; 128 = mid grey) and
     neutral chroma: ``Y0 = 8 (fill - 128)``, every other coefficient 0. Exact.
     """
     info = as_channel_info(channels)
