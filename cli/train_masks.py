@@ -40,6 +40,13 @@ def masks_cmd(
         int, typer.Option(help="PatchDCT fine RoIAlign grid (multiple of 14).")
     ] = 42,
     patch_hidden: Annotated[int, typer.Option(help="PatchDCT refinement width.")] = 256,
+    loss_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="Loss weight of the dctmask / patchdct head (default: the paper's, 0.007 "
+            "for DCT-Mask's summed L1, 1.0 for PatchDCT's mean losses)."
+        ),
+    ] = None,
     max_instances: Annotated[
         int | None, typer.Option(help="Instances per training image (first by id).")
     ] = 32,
@@ -77,6 +84,7 @@ def masks_cmd(
         val_annotations=str(val_annotations) if val_annotations else None,
         head=head, input=input, model=model, width=width, fpn_channels=fpn_channels,
         head_dim=head_dim, fine_size=fine_size, patch_hidden=patch_hidden,
+        loss_weight=loss_weight,
         max_instances=max_instances, epochs=epochs, batch_size=batch_size,
         optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
         seed=seed, eval_every=eval_every, out=str(out), resume=resume, device=device, amp=amp,

@@ -25,16 +25,20 @@ from freqdata.trainers.fpn import MaskBackbone
 from freqdata.trainers.mask_data import MaskData, box_iou_pairs, canvas_annotations, jitter_boxes
 from freqdata.trainers.mask_eval import MaskEvaluator, paste
 from freqdata.trainers.mask_heads import (
+    DCT_LOSS_WEIGHT,
+    PATCHDCT_LOSS_WEIGHT,
     DCTMaskHead,
     GridHead,
     PatchDCTHead,
+    coarse_l1_loss,
+    create_head,
     dct_loss,
     grid_loss,
     patch_decode_torch,
     patch_loss,
     patch_targets,
 )
-from freqdata.trainers.masks import MasksConfig, train_masks
+from freqdata.trainers.masks import MaskModel, MasksConfig, train_masks
 from freqdata.trainers.roi_align import (
     MultiScaleRoIAlign,
     assign_levels,
@@ -212,6 +216,47 @@ def test_patch_loss_perfect_and_hand_cases(data_dir):
     i, y, x = (int(v[0]) for v in torch.nonzero(lab == 0, as_tuple=True))
     wrong[i, :, y, x] = 5.0
     assert patch_loss(logits, wrong, lab, vec)[1].item() == 0.0
+
+
+def test_loss_forms_and_weights_follow_each_paper(data_dir):
+    # real targets (COCO instance masks at 112); predictions = targets + fixed offsets
+    torch.manual_seed(0)
+    masks = torch.tensor(_instance_masks(112, 3))
+    boxes = torch.tensor([[0.0, 0.0, 112.0, 112.0]] * 3)
+    p = PatchDCTHead(8, 8, fc=16, fine_size=28, hidden=8)
+    tgt = p.targets(masks, boxes)
+    out = {"vectors": tgt["vectors"] + torch.linspace(-1.0, 2.0, 300),
+           "patch_vectors": torch.zeros(3, 6, 14, 14), "patch_logits": torch.zeros(3, 3, 14, 14)}
+    # expected values by hand, in float64, from the official definitions:
+    d = (out["vectors"] - tgt["vectors"]).double().abs()
+    coarse = float(d.sum() / d.numel())  # PatchDCT: F.l1_loss, mean over all M x 300 elements
+    mixed = tgt["patch_labels"] == 1
+    fine = float(tgt["patch_vectors"][mixed].double().abs().mean())
+    ce = math.log(3)  # zero logits
+    got = p.loss(out, tgt)
+    assert p.loss_weight == 1.0 == PATCHDCT_LOSS_WEIGHT  # Base-RCNN-FPN-PatchDCT.yaml
+    assert got["loss_dct"].item() == pytest.approx(coarse, rel=1e-6)
+    assert got["loss_patch_cls"].item() == pytest.approx(ce, rel=1e-6)
+    assert got["loss_patch_vec"].item() == pytest.approx(fine, rel=1e-6)
+    assert got["loss"].item() == pytest.approx(coarse + ce + fine, rel=1e-6)
+    # DCT-Mask's form on the same vectors: 0.007 * sum / M = 0.007 * 300 = 2.1x the mean
+    dm = DCTMaskHead(8, 8, fc=16, k=112)
+    assert dm.loss_weight == 0.007 == DCT_LOSS_WEIGHT  # R50_1x_dct_300_l1_0_007_4conv.yaml
+    dct = dm.loss({"vectors": out["vectors"]}, {"vectors": tgt["vectors"]})["loss"].item()
+    assert dct == pytest.approx(0.007 * float(d.sum()) / 3, rel=1e-6)
+    assert dct / got["loss_dct"].item() == pytest.approx(2.1, rel=1e-6)
+    # both weights are options; create_head's None means the paper's value
+    assert create_head("dctmask", 8).loss_weight == 0.007
+    assert create_head("patchdct", 8).loss_weight == 1.0
+    half = create_head("patchdct", 8, dim=8, fine_size=28, hidden=8, loss_weight=0.5)
+    assert half.loss(out, tgt)["loss"].item() == pytest.approx(0.5 * got["loss"].item())
+    assert create_head("dctmask", 8, loss_weight=0.01).loss_weight == 0.01
+    with pytest.raises(ValueError, match="no weight"):
+        create_head("grid", 8, loss_weight=1.0)
+    assert coarse_l1_loss(torch.zeros(0, 300), torch.zeros(0, 300)).item() == 0.0
+    # the trainer passes --loss-weight (MasksConfig.loss_weight) down to the head
+    model = MaskModel("patchdct", "dct", 6, 160, fpn_channels=8, head_dim=8, loss_weight=0.5)
+    assert model.head.loss_weight == 0.5
 
 
 def test_head_losses_vanish_on_their_own_targets(data_dir):

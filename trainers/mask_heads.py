@@ -20,8 +20,10 @@ Heads (Table in docs/mask-heads.md):
   Decode: sigmoid, ``K = 28``.
 * :class:`DCTMaskHead` (Shen et al., CVPR 2021): 4 conv 3x3 (``dim``) → FC 1024 → FC 1024
   → ``n`` (300). Target: :func:`freqdata.masks.torch_targets` (crop to ``k`` x ``k`` = 128,
-  ``>= 0.5``, first 300 zigzag DCT coefficients). Loss: ``0.007 · Σ_dims |pred − target|``
-  summed over instances and divided by their number. Decode:
+  ``>= 0.5``, first 300 zigzag DCT coefficients). Loss: ``w · Σ_dims |pred − target|``
+  summed over instances and divided by their number, ``w = 0.007``
+  (:data:`DCT_LOSS_WEIGHT`: ``MASK_LOSS_PARA`` of DCT-Mask's official
+  ``R50_1x_dct_300_l1_0_007_4conv.yaml``, aliyun/DCT-Mask). Decode:
   :func:`freqdata.masks.dct_decode_torch` at ``k`` (128).
 * :class:`PatchDCTHead` (Wen et al., ICLR 2023): a :class:`DCTMaskHead` with ``k = 112``
   (as the official code's ``MASK_SIZE``) whose decoded 112x112 mask is refined patch-wise.
@@ -32,9 +34,14 @@ Heads (Table in docs/mask-heads.md):
   give a 14x14 map, one cell per 8x8 patch of the 112 mask; 1x1 convs predict the 3-class
   patch logits (0 background / 1 mixed / 2 foreground) and the 6-d patch DCT vectors
   (zigzag (0,0), (0,1), (1,0), (2,0), (1,1), (0,2)). Targets: :func:`patch_targets`
-  (:func:`freqdata.masks.patch_encode`'s conventions, batched in torch). Loss: the DCT
-  stage's loss + CE over all patches (mean) + L1 over the vectors of **mixed** patches
-  only (mean over elements), weights 1. Decode (:func:`patch_decode_torch`): softmax; a
+  (:func:`freqdata.masks.patch_encode`'s conventions, batched in torch). Loss, as the
+  official code (olivia-w12/PatchDCT, ``MaskRCNNPatchDCTHead.mask_rcnn_dct_loss`` with
+  ``DCT_LOSS_TYPE: l1``): ``w · (L1(coarse vectors) + CE(patches) + L1(mixed patch
+  vectors))``, the coarse L1 a **mean over elements** (``F.l1_loss``, not DCT-Mask's
+  ``0.007 · sum / M``, which is 2.1x it for 300-d vectors), the CE a mean over all patches,
+  the patch L1 a mean over the elements of the mixed patches only; ``w = 1``
+  (:data:`PATCHDCT_LOSS_WEIGHT`: ``MASK_LOSS_PARA`` of the official
+  ``Base-RCNN-FPN-PatchDCT.yaml``). Decode (:func:`patch_decode_torch`): softmax; a
   background or foreground probability above 0.3 gets +1 (the official code's
   ``PATCH_THRESHOLD`` rule: a patch is mixed only when neither exceeds 0.3; when both
   do, the larger wins); background → 0, foreground → 1, mixed → inverse DCT of
@@ -51,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from freqdata.errors import UsageError
 from freqdata.masks.patchdct import BACKGROUND, FOREGROUND, MIXED, _patch_basis
 from freqdata.masks.torch_ops import (
     crop_resize_torch,
@@ -60,10 +68,13 @@ from freqdata.masks.torch_ops import (
 )
 
 __all__ = [
+    "DCT_LOSS_WEIGHT",
     "HEADS",
+    "PATCHDCT_LOSS_WEIGHT",
     "DCTMaskHead",
     "GridHead",
     "PatchDCTHead",
+    "coarse_l1_loss",
     "create_head",
     "patch_decode_torch",
     "patch_targets",
@@ -71,7 +82,8 @@ __all__ = [
 
 HEADS = ("grid", "dctmask", "patchdct")
 SAMPLING_RATIO = 2  # of the target crops (ROIAlign samples per cell and axis)
-DCT_LOSS_WEIGHT = 0.007  # DCT-Mask's L1 weight
+DCT_LOSS_WEIGHT = 0.007  # DCT-Mask's MASK_LOSS_PARA (R50_1x_dct_300_l1_0_007_4conv.yaml)
+PATCHDCT_LOSS_WEIGHT = 1.0  # PatchDCT's MASK_LOSS_PARA (Base-RCNN-FPN-PatchDCT.yaml)
 PATCH = 8  # PatchDCT patch side
 PATCH_DIMS = 6  # PatchDCT vector length
 PATCH_THRESHOLD = 0.3  # PatchDCT inference rule
@@ -123,7 +135,7 @@ class GridHead(nn.Module):
         if self.num_classes == 1:
             return {"logits": logits[:, 0]}
         if classes is None:
-            raise ValueError("a class-specific grid head needs the instances' classes")
+            raise UsageError("a class-specific grid head needs the instances' classes")
         return {"logits": logits[torch.arange(logits.shape[0]), classes.to(torch.int64)]}
 
     def targets(self, full_masks: torch.Tensor, boxes: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -153,13 +165,22 @@ def dct_loss(
     return weight * (pred.float() - target).abs().sum() / m
 
 
+def coarse_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PatchDCT's coarse-vector loss: ``mean |pred − target|`` over all elements of ``(M, n)``
+    (``F.l1_loss``; 0 for M = 0)."""
+    if pred.shape[0] == 0:
+        return pred.sum() * 0.0
+    return F.l1_loss(pred.float(), target)
+
+
 class DCTMaskHead(nn.Module):
     """DCT-Mask's head: ``(M, cin, 14, 14)`` → ``{"vectors": (M, n)}`` (module docstring);
-    ``k``: the mask grid of targets and decoding (128)."""
+    ``k``: the mask grid of targets and decoding (128); ``loss_weight``: ``w`` of
+    :func:`dct_loss`."""
 
     def __init__(
         self, cin: int, dim: int = 256, num_convs: int = 4, fc: int = 1024, n: int = 300,
-        k: int = 128, roi_size: int = 14,
+        k: int = 128, roi_size: int = 14, loss_weight: float = DCT_LOSS_WEIGHT,
     ) -> None:  # fmt: skip
         super().__init__()
         self.tower = _tower(cin, dim, num_convs)
@@ -168,6 +189,7 @@ class DCTMaskHead(nn.Module):
             nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Linear(fc, n),
         )  # fmt: skip
         self.n, self.k = n, k
+        self.loss_weight = loss_weight
         self.apply(_init_conv)
 
     def forward(
@@ -181,7 +203,7 @@ class DCTMaskHead(nn.Module):
                                          sampling_ratio=SAMPLING_RATIO)}  # fmt: skip
 
     def loss(self, out: Out, tgt: Out) -> Out:
-        loss = dct_loss(out["vectors"], tgt["vectors"])
+        loss = dct_loss(out["vectors"], tgt["vectors"], self.loss_weight)
         return {"loss": loss, "loss_dct": loss}
 
     def decode(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -218,7 +240,7 @@ def patch_targets(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     = orthonormal 8x8 DCT at zigzag (0,0), (0,1), (1,0), (2,0), (1,1), (0,2), computed in
     float64; foreground patches exactly ``[8, 0, 0, 0, 0, 0]``), on the masks' device."""
     if masks.dim() != 3 or masks.shape[1] % PATCH or masks.shape[2] % PATCH:
-        raise ValueError(
+        raise UsageError(
             f"masks must be (M, K, K) with K a multiple of 8, got {tuple(masks.shape)}"
         )
     binary = masks if masks.dtype == torch.bool else masks >= 0.5
@@ -256,21 +278,23 @@ class PatchDCTHead(nn.Module):
     """PatchDCT: :class:`DCTMaskHead` (``k=112``) + one patch-refinement stage (module
     docstring). ``forward(rois (M, cin, 14, 14), fine (M, cin, F, F))`` →
     ``{"vectors": (M, 300), "patch_logits": (M, 3, 14, 14), "patch_vectors": (M, 6, 14, 14)}``
-    with ``F = fine_size`` (a multiple of 14)."""
+    with ``F = fine_size`` (a multiple of 14); ``loss_weight``: ``w`` of the loss (module
+    docstring)."""
 
     k = 112
 
     def __init__(
         self, cin: int, dim: int = 256, num_convs: int = 4, fc: int = 1024, n: int = 300,
-        fine_size: int = 42, hidden: int = 256,
+        fine_size: int = 42, hidden: int = 256, loss_weight: float = PATCHDCT_LOSS_WEIGHT,
     ) -> None:  # fmt: skip
         super().__init__()
         grid = self.k // PATCH
         if fine_size % grid:
-            raise ValueError(f"fine_size must be a multiple of {grid}, got {fine_size}")
+            raise UsageError(f"fine_size must be a multiple of {grid}, got {fine_size}")
         r = fine_size // grid
         self.dct = DCTMaskHead(cin, dim, num_convs, fc, n, k=self.k)
         self.fine_size = fine_size
+        self.loss_weight = loss_weight
         self.reshape = nn.Conv2d(1, cin, 3, padding=1)
         self.fusion = _tower(cin, cin, 2)
         self.downsample = nn.Sequential(
@@ -290,7 +314,7 @@ class PatchDCTHead(nn.Module):
         classes: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:  # fmt: skip
         if fine is None:
-            raise ValueError("PatchDCT needs the fine RoI features")
+            raise UsageError("PatchDCT needs the fine RoI features")
         vectors = self.dct(rois)["vectors"]
         mask = dct_decode_torch(vectors, self.k)[:, None]  # (M, 1, 112, 112)
         mask = F.interpolate(mask, size=(self.fine_size, self.fine_size), mode="nearest")
@@ -306,9 +330,12 @@ class PatchDCTHead(nn.Module):
                 "patch_vectors": vec, "patch_labels": lab}  # fmt: skip
 
     def loss(self, out: Out, tgt: Out) -> Out:
-        l_dct = dct_loss(out["vectors"], tgt["vectors"])
+        """The three terms, each already multiplied by ``loss_weight``; ``"loss"``: their sum."""
+        w = self.loss_weight
+        l_dct = w * coarse_l1_loss(out["vectors"], tgt["vectors"])
         l_cls, l_vec = patch_loss(out["patch_logits"], out["patch_vectors"],
                                   tgt["patch_labels"], tgt["patch_vectors"])  # fmt: skip
+        l_cls, l_vec = w * l_cls, w * l_vec
         return {"loss": l_dct + l_cls + l_vec, "loss_dct": l_dct, "loss_patch_cls": l_cls,
                 "loss_patch_vec": l_vec}  # fmt: skip
 
@@ -335,13 +362,24 @@ def patch_loss(
 
 def create_head(
     name: str, cin: int, *, dim: int = 256, num_classes: int = 1, fine_size: int = 42,
-    hidden: int = 256,
+    hidden: int = 256, loss_weight: float | None = None,
 ) -> nn.Module:  # fmt: skip
-    """``"grid"`` | ``"dctmask"`` | ``"patchdct"`` head on ``cin``-channel RoI features."""
+    """``"grid"`` | ``"dctmask"`` | ``"patchdct"`` head on ``cin``-channel RoI features.
+
+    ``loss_weight``: the DCT-Mask / PatchDCT loss weight (``None``: each paper's official
+    value, :data:`DCT_LOSS_WEIGHT` / :data:`PATCHDCT_LOSS_WEIGHT`; the grid head has none).
+    """
     if name == "grid":
+        if loss_weight is not None:
+            raise UsageError("the grid head's loss has no weight option")
         return GridHead(cin, dim, num_classes=num_classes)
     if name == "dctmask":
-        return DCTMaskHead(cin, dim)
+        return DCTMaskHead(cin, dim, loss_weight=_or(loss_weight, DCT_LOSS_WEIGHT))
     if name == "patchdct":
-        return PatchDCTHead(cin, dim, fine_size=fine_size, hidden=hidden)
-    raise ValueError(f"head must be one of {', '.join(HEADS)}, got {name!r}")
+        return PatchDCTHead(cin, dim, fine_size=fine_size, hidden=hidden,
+                            loss_weight=_or(loss_weight, PATCHDCT_LOSS_WEIGHT))  # fmt: skip
+    raise UsageError(f"head must be one of {', '.join(HEADS)}, got {name!r}")
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

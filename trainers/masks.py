@@ -85,6 +85,7 @@ class MasksConfig:
     head_dim: int = 256
     fine_size: int = 42  # PatchDCT's fine RoI grid (a multiple of 14)
     patch_hidden: int = 256  # PatchDCT's refinement width (the paper: 1024)
+    loss_weight: float | None = None  # DCT-Mask / PatchDCT loss weight (None: the paper's)
     max_instances: int | None = 32  # per training image
     jitter_shift: float = 0.1
     jitter_scale: float = 0.2
@@ -110,7 +111,8 @@ class MasksConfig:
 
 
 _RESUME_KEYS = ("store", "annotations", "head", "input", "model", "width", "fpn_channels",
-                "head_dim", "fine_size", "patch_hidden", "max_instances", "batch_size",
+                "head_dim", "fine_size", "patch_hidden", "loss_weight", "max_instances",
+                "batch_size",
                 "optimizer", "seed", "epochs", "warmup_epochs", "smoke", "jitter_shift",
                 "jitter_scale", "jitter_min_iou")  # fmt: skip
 
@@ -123,6 +125,7 @@ class MaskModel(nn.Module):
         self, head: str, input: str, in_channels: int | None, canvas: int, *,
         model: str = "resnet18", width: int | None = None, fpn_channels: int = 128,
         head_dim: int = 256, fine_size: int = 42, patch_hidden: int = 256,
+        loss_weight: float | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.backbone = MaskBackbone(input, in_channels if input == "dct" else None,
@@ -130,7 +133,7 @@ class MaskModel(nn.Module):
         self.pooler = MultiScaleRoIAlign(self.backbone.strides, ROI_SIZE, ROI_SAMPLING,
                                          canonical_size=224.0 * canvas / 800.0)  # fmt: skip
         self.head = create_head(head, fpn_channels, dim=head_dim, fine_size=fine_size,
-                                hidden=patch_hidden)  # fmt: skip
+                                hidden=patch_hidden, loss_weight=loss_weight)  # fmt: skip
         self.fine_size = fine_size
 
     def forward(
@@ -222,7 +225,7 @@ def train_masks(
     model = MaskModel(
         cfg.head, cfg.input, train.in_channels, train.size, model=cfg.model, width=cfg.width,
         fpn_channels=cfg.fpn_channels, head_dim=cfg.head_dim, fine_size=cfg.fine_size,
-        patch_hidden=cfg.patch_hidden,
+        patch_hidden=cfg.patch_hidden, loss_weight=cfg.loss_weight,
     ).to(device)  # fmt: skip
     opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay,
                          momentum=cfg.momentum)
