@@ -24,7 +24,7 @@ from freqdata.cli.common import EXIT_OK, EXIT_SOME_FAILED, console, fail, human
 from freqdata.cli.masks import encode_masks_cmd
 from freqdata.cli.quality import quality_app
 from freqdata.cli.train import train_app
-from freqdata.limits import DEFAULT_MAX_PIXELS
+from freqdata.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 app = typer.Typer(
     help="freqdata: JPEGs and masks → DCT tensors in Zarr stores, streamed into PyTorch.",
@@ -43,8 +43,8 @@ def encode_images_cmd(
     src: Annotated[
         str,
         typer.Argument(
-            help="Folder of images (class sub-folders → labels) or a text file of paths; "
-            "a local path or an fsspec URL (s3://, gs://, memory://)."
+            help="Folder of images (class sub-folders → labels), one image, or a text file of "
+            "paths; a local path or an fsspec URL (s3://, gs://, memory://)."
         ),
     ],
     out: Annotated[
@@ -71,6 +71,12 @@ def encode_images_cmd(
     max_pixels: Annotated[
         int, typer.Option(help="Reject images larger than this (width x height).")
     ] = DEFAULT_MAX_PIXELS,
+    max_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Record input files larger than this (bytes) as failed, unread."
+        ),
+    ] = DEFAULT_MAX_BYTES,
     batch_size: Annotated[int, typer.Option(help="Inputs per commit.")] = 64,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     scheduler: Annotated[
@@ -88,7 +94,7 @@ def encode_images_cmd(
 
     try:
         sources = list_sources(src)
-        opts = EncodeOptions(preset, path, geometry, chroma, max_pixels)
+        opts = EncodeOptions(preset, path, geometry, chroma, max_pixels, max_bytes)
         opts.spec(sources)  # validate before starting anything
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -148,7 +154,11 @@ def encode_images_cmd(
             + (f" (resumed at {summary.resumed_from})" if summary.resumed_from else ""),
         ),
         ("encoded", str(summary.encoded)),
-        ("failed", str(summary.failed)),
+        (
+            "failed",
+            str(summary.failed)
+            + (f" ({summary.store_failed} in the whole store)" if summary.resumed_from else ""),
+        ),
         ("cube bytes (raw int16)", human(summary.raw_bytes)),
         ("store bytes on disk", human(summary.store_bytes)),
         (
@@ -163,7 +173,8 @@ def encode_images_cmd(
         console.print(f"[red]failed[/] {err['path']}: {err['reason']}")
     if len(summary.errors) > 20:
         console.print(f"... and {len(summary.errors) - 20} more (freqdata inspect {out} --errors)")
-    raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+    # the whole store: a --resume that had nothing left to do still reports earlier failures
+    raise typer.Exit(EXIT_SOME_FAILED if summary.store_failed else EXIT_OK)
 
 
 @app.command("inspect")

@@ -448,7 +448,7 @@ def encode_distributed(
         skip = bisect.bisect_left(ok, done0)  # samples committed before this run
         for i, reason in manifest["errors"]:
             if i >= done0:
-                new_errors.append({"index": i, "path": sources.paths[i], "reason": reason})
+                new_errors.append({"index": i, "path": sources.names[i], "reason": reason})
         t = tasks[integrated][0]
         for k, (s, (name, fixed)) in enumerate(zip(streams, parts, strict=True)):
             if fixed:
@@ -487,7 +487,7 @@ def encode_distributed(
             idx = p_index[:r]
             _write_rows(g["labels"], lo, hi, np.array([sources.labels[i] for i in idx], np.int64))
             _write_rows(g["source_index"], lo, hi, np.array(idx, dtype=np.int64))
-            _write_rows(g["paths"], lo, hi, np.array([sources.paths[i] for i in idx], dtype=str))
+            _write_rows(g["paths"], lo, hi, np.array([sources.names[i] for i in idx], dtype=str))
             ragged = [name for name, fixed in parts if not fixed]
             for q, name in enumerate(ragged):
                 k = [s.part for s in streams].index(name)

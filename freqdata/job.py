@@ -1,23 +1,21 @@
 """Encode a list of images into a store: workers, batches, error log, resume, summary.
 
 The run is a straight line: :func:`freqdata.sources.list_sources` → :func:`encode_image` in
-worker processes (in input order) → :class:`freqdata.store.StoreWriter` commits batch after
-batch. A failing input never stops the run: its reason goes to the store's error log and
-the summary. Interrupt it at any point and ``resume=True`` continues after the last
+worker processes (:func:`freqdata.pool.ordered_map`, in input order) →
+:class:`freqdata.store.StoreWriter` commits batch after batch. A failing input never stops
+the run: its reason goes to the store's error log and the summary. That includes an input
+that is not a regular file or is larger than ``max_bytes`` (checked before it is read,
+:func:`freqdata.sources.read_input`) and one whose worker process dies (retried once alone,
+then recorded). Interrupt it at any point and ``resume=True`` continues after the last
 committed batch; the finished store is identical to an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +23,13 @@ import numpy as np
 
 from freqdata import __version__
 from freqdata.encode import encode_image
-from freqdata.limits import DEFAULT_MAX_PIXELS
+from freqdata.errors import UsageError
+from freqdata.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from freqdata.pixels import parse_geometry
+from freqdata.pool import ordered_map
 from freqdata.presets import resolve_preset
-from freqdata.sources import Sources, list_sources, read_input
-from freqdata.store import Part, StoreSpec, StoreWriter, exists, store_bytes
+from freqdata.sources import Sources, escape_name, list_sources, read_input
+from freqdata.store import Part, StoreSpec, StoreWriter, exists, open_store, store_bytes
 
 DCT_CONVENTION = (
     "orthonormal 2-D DCT-II (scipy norm='ortho') of 8x8 blocks of x - 128, JPEG's FDCT scale; "
@@ -39,26 +39,30 @@ DCT_CONVENTION = (
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    """How each image is encoded (see :func:`freqdata.encode_image`)."""
+    """How each image is encoded (see :func:`freqdata.encode_image`); ``max_bytes``: larger
+    input files are recorded as failed without being read."""
 
     preset: str = "dctnet-24"
     path: str = "coeff"
     geometry: str = "none"
     chroma: str = "full"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
 
     def spec(self, sources: Sources) -> StoreSpec:
         """The store layout these options produce for ``sources`` (validates the options)."""
         p = resolve_preset(self.preset)
         geo = parse_geometry(self.geometry)
+        if not isinstance(self.max_bytes, int) or self.max_bytes <= 0:
+            raise UsageError(f"max_bytes must be a positive integer, got {self.max_bytes!r}")
         if self.path == "coeff" and geo.crop is not None:
-            raise ValueError(f"geometry {self.geometry!r} needs --path pixels")
+            raise UsageError(f"geometry {self.geometry!r} needs --path pixels")
         names = [f"Y{k}" for k in p.y] + [f"Cb{k}" for k in p.cb] + [f"Cr{k}" for k in p.cr]
         grid = (geo.crop // 8, geo.crop // 8) if geo.crop else None
         if self.chroma == "full":
             parts = [Part("cubes", p.channels, grid)]
         elif grid is not None:
-            raise ValueError("chroma 'native' is stored in the ragged layout: use geometry 'none'")
+            raise UsageError("chroma 'native' is stored in the ragged layout: use geometry 'none'")
         else:
             parts = [Part("luma", len(p.y)), Part("chroma", len(p.cb) + len(p.cr))]
         config = {
@@ -68,6 +72,7 @@ class EncodeOptions:
             "geometry": self.geometry,
             "chroma": self.chroma,
             "max_pixels": self.max_pixels,
+            "max_bytes": self.max_bytes,
             "dtype": "int16",
             "dct": DCT_CONVENTION,
             "freqdata_version": __version__,
@@ -77,7 +82,8 @@ class EncodeOptions:
 
 @dataclass
 class EncodeSummary:
-    """What one run did. ``failed`` counts inputs that could not be encoded in this run."""
+    """What one run did. ``failed`` counts inputs that could not be encoded in this run;
+    :attr:`store_failed` those of the whole store (earlier runs of a resumed store too)."""
 
     out: str
     inputs: int
@@ -93,12 +99,17 @@ class EncodeSummary:
         """Bytes on disk of the whole store."""
         return store_bytes(self.out)
 
+    @property
+    def store_failed(self) -> int:
+        """Inputs recorded as failed in the whole store (its error log)."""
+        return len(open_store(self.out).errors)
+
 
 def _encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:
     """Encode one input; any failure becomes its reason string (never raises)."""
     try:
         cube = encode_image(
-            read_input(path),
+            read_input(path, opts.max_bytes),
             opts.preset,
             opts.path,
             opts.geometry,
@@ -106,51 +117,28 @@ def _encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:
             max_pixels=opts.max_pixels,
         )
     except Exception as e:  # one bad input must not stop the run: record why
-        return f"{type(e).__name__}: {e}"
+        return escape_name(f"{type(e).__name__}: {e}")
     return cube if isinstance(cube, tuple) else (cube,)
 
 
-WORKER_DIED = "WorkerCrash: the worker process died while decoding this input (decoder crash)"
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+WORKER_DIED = (
+    "WorkerCrash: the worker process died twice while encoding this input, the second time "
+    "alone (a decoder crash, or killed, e.g. by the out-of-memory killer)"
+)
 
 
 def _ordered_map(fn: Callable, items: list, workers: int, opts: EncodeOptions) -> Iterator:
     """``fn(item, opts)`` for each item, in order, on ``workers`` processes (0 = inline).
 
-    A worker that dies (a segfault in a decoder) breaks the pool: the input it was on is
-    retried alone in a fresh process; if that dies too the input yields :data:`WORKER_DIED`
-    and the run goes on with a new pool. Inline (``workers=0``) has no such protection.
+    With processes (:func:`freqdata.pool.ordered_map`), a worker that dies costs only the
+    input it held: that input is retried once alone in a fresh process and yields
+    :data:`WORKER_DIED` if that dies too. Inline (``workers=0``) has no such protection.
     """
     if workers <= 0:
         for x in items:
             yield fn(x, opts)
         return
-    window = 4 * workers
-    it = iter(items)
-    ex = _pool(workers)
-    pending = deque((x, ex.submit(fn, x, opts)) for x in islice(it, window))
-    try:
-        while pending:
-            x, fut = pending.popleft()
-            try:
-                result = fut.result()
-            except BrokenProcessPool:
-                ex.shutdown(wait=False, cancel_futures=True)
-                with _pool(1) as alone:
-                    try:
-                        result = alone.submit(fn, x, opts).result()
-                    except BrokenProcessPool:
-                        result = WORKER_DIED
-                ex = _pool(workers)
-                pending = deque((y, ex.submit(fn, y, opts)) for y, _ in pending)
-            for y in islice(it, 1):
-                pending.append((y, ex.submit(fn, y, opts)))
-            yield result
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
+    yield from ordered_map(fn, items, opts, workers, WORKER_DIED)
 
 
 def encode_images(
@@ -189,7 +177,7 @@ def encode_images(
     batch: list[tuple[int, str, int, Any]] = []
     failed_before = len(writer.errors)
     for i, result in zip(todo, results, strict=True):
-        batch.append((i, sources.paths[i], sources.labels[i], result))
+        batch.append((i, sources.names[i], sources.labels[i], result))
         if isinstance(result, str):
             summary.failed += 1
         else:
