@@ -51,13 +51,8 @@ from zarr.codecs import BloscCodec, BloscShuffle
 from freqdata.job import EncodeOptions, EncodeSummary, _encode_one
 from freqdata.sources import Sources, list_sources
 from freqdata.stats import ChannelStats
-from freqdata.store import (
-    Progress,
-    StoreSpec,
-    StoreWriter,
-    exists,
-)
-from freqdata.store.layout import storage_rows, writable
+from freqdata.store import StoreSpec, StoreWriter, exists
+from freqdata.store.layout import writable
 
 DIST = "_dist"
 DEFAULT_TASK_INPUTS = 256
@@ -390,11 +385,34 @@ def encode_distributed(
     out = str(out)
     sources = src if isinstance(src, Sources) else list_sources(src)
     spec: StoreSpec = opts.spec(sources)
-    if resume and exists(out):
+    resume = resume and exists(out)
+    if resume:
         writer = StoreWriter.resume(out, spec)
     else:
         writer = StoreWriter.create(out, spec, overwrite=overwrite)
-        _remove_dist(out)  # never reuse encode results of a replaced store
+    with writer:  # holds the store's lock until the run ends, however it ends
+        if not resume:
+            _remove_dist(out)  # never reuse encode results of a replaced store
+        return _run(writer, sources, spec, out, opts, scheduler, resume, task_inputs, retries,
+                    commit_every_s, on_progress, encode_fn, t_start)
+
+
+def _run(
+    writer: StoreWriter,
+    sources: Sources,
+    spec: StoreSpec,
+    out: str,
+    opts: EncodeOptions,
+    scheduler: Any,
+    resume: bool,
+    task_inputs: int,
+    retries: int,
+    commit_every_s: float,
+    on_progress: Callable[[int, int, int], None] | None,
+    encode_fn: EncodeFn | None,
+    t_start: float,
+) -> EncodeSummary:
+    """The body of :func:`encode_distributed`, with the store's writer open."""
     n_inputs = len(sources)
     done0, rows0 = writer.progress.inputs_done, writer.progress.samples
     summary = EncodeSummary(out, n_inputs, resumed_from=done0)
@@ -406,14 +424,11 @@ def encode_distributed(
     streams: list[_Stream] = []
     for p in spec.parts:
         if p.grid is not None:
-            arr = writer.group[p.name]
-            streams.append(_Stream(p.name, p.name, storage_rows(arr), rows0))
+            streams.append(_Stream(p.name, p.name, writer.rows_per_object(p.name), rows0))
         else:
-            pg = writer.group[p.name]
-            end = 0
-            if rows0:
-                end = int(pg["offset"][rows0 - 1] + np.prod(pg["shape"][rows0 - 1]))
-            streams.append(_Stream(p.name, f"{p.name}/data", pg["data"].chunks[0], end))
+            target = f"{p.name}/data"
+            end = writer.ragged_end(p.name, rows0)
+            streams.append(_Stream(p.name, target, writer.rows_per_object(target), end))
 
     first = (done0 - base) // k_inputs if done0 < n_inputs else 0
     tasks = (
@@ -430,9 +445,8 @@ def encode_distributed(
     p_stats: list[np.ndarray] = []  # (3, C): n, mean, m2
     p_shapes: list[list[list[int]]] = []  # ragged parts: shape per part
     p_ends: list[list[int]] = [[] for _ in streams]  # end position per stream
-    errors_before = list(writer.errors)  # committed errors (inputs < done0)
     new_errors: list[dict[str, Any]] = []
-    stats = writer.stats
+    logged = 0  # new_errors handed to the writer (a prefix: they are in input order)
     integrated = 0  # tasks integrated (a prefix of ``tasks``)
     admitted = 0  # tasks loaded from a previous run or submitted (a prefix)
     cleaned = 0  # tasks whose temporary group was removed (a prefix)
@@ -471,7 +485,7 @@ def encode_distributed(
 
     def commit(final: bool) -> None:
         """Commit the samples whose positions are written in every stream."""
-        nonlocal stats, last_commit, cleaned
+        nonlocal last_commit, cleaned, logged
         r = len(p_index)
         for k, s in enumerate(streams):
             r = min(r, bisect.bisect_right(p_ends[k], s.written()))
@@ -479,7 +493,7 @@ def encode_distributed(
             return
         for j in range(r):
             n, mean, m2 = p_stats[j]
-            stats = stats.merge(ChannelStats(n.copy(), mean.copy(), m2.copy()))
+            writer.add_stats(ChannelStats(n.copy(), mean.copy(), m2.copy()))
         g = writer.group
         lo = writer.progress.samples
         hi = lo + r
@@ -504,10 +518,10 @@ def encode_distributed(
             consumed = inputs_consumed()
         for lst in (p_index, p_stats, p_shapes, *p_ends):
             del lst[:r]
-        writer.stats = stats
-        writer.errors = errors_before + [e for e in new_errors if e["index"] < consumed]
-        writer.progress = Progress(consumed, hi, False)
-        writer._commit()
+        now = bisect.bisect_left([e["index"] for e in new_errors], consumed)
+        writer.add_errors(new_errors[logged:now])
+        logged = now
+        writer.commit(consumed, hi)
         last_commit = time.perf_counter()
         # temporary groups of fully committed tasks are no longer needed, even by a resume
         while not final and cleaned < integrated and tasks[cleaned][2] <= consumed:
@@ -613,8 +627,8 @@ def encode_distributed(
             client.cancel(list(futures))
             raise
     commit(final=True)
+    _remove_dist(out)  # before the final record: a resume after a kill here finishes it
     writer.finish()
-    _remove_dist(out)
     summary.failed = len(new_errors)
     summary.errors = new_errors
     summary.seconds = time.perf_counter() - t_start

@@ -168,27 +168,28 @@ def encode_images(
         writer = StoreWriter.resume(out, spec)
     else:
         writer = StoreWriter.create(out, spec, overwrite=overwrite)
-    start = writer.progress.inputs_done
-    summary = EncodeSummary(str(out), len(sources), resumed_from=start)
-    todo = list(range(start, len(sources)))
-    if on_progress:
-        on_progress(start, len(sources), len(writer.errors))
-    results = _ordered_map(_encode_one, [sources.paths[i] for i in todo], workers, opts)
-    batch: list[tuple[int, str, int, Any]] = []
-    failed_before = len(writer.errors)
-    for i, result in zip(todo, results, strict=True):
-        batch.append((i, sources.names[i], sources.labels[i], result))
-        if isinstance(result, str):
-            summary.failed += 1
-        else:
-            summary.encoded += 1
-            summary.raw_bytes += sum(a.nbytes for a in result)
-        if len(batch) == batch_size or i == len(sources) - 1:
-            writer.write_batch(batch, i + 1)
-            batch = []
-            if on_progress:
-                on_progress(i + 1, len(sources), len(writer.errors))
-    writer.finish()
+    with writer:  # the store's lock is released however the run ends
+        start = writer.progress.inputs_done
+        summary = EncodeSummary(str(out), len(sources), resumed_from=start)
+        todo = list(range(start, len(sources)))
+        if on_progress:
+            on_progress(start, len(sources), len(writer.errors))
+        results = _ordered_map(_encode_one, [sources.paths[i] for i in todo], workers, opts)
+        batch: list[tuple[int, str, int, Any]] = []
+        failed_before = len(writer.errors)
+        for i, result in zip(todo, results, strict=True):
+            batch.append((i, sources.names[i], sources.labels[i], result))
+            if isinstance(result, str):
+                summary.failed += 1
+            else:
+                summary.encoded += 1
+                summary.raw_bytes += sum(a.nbytes for a in result)
+            if len(batch) == batch_size or i == len(sources) - 1:
+                writer.write_batch(batch, i + 1)
+                batch = []
+                if on_progress:
+                    on_progress(i + 1, len(sources), len(writer.errors))
+        writer.finish()
     summary.errors = writer.errors[failed_before:]
     summary.seconds = time.perf_counter() - t0
     return summary

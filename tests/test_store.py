@@ -173,18 +173,18 @@ def test_crash_mid_batch_then_resume_is_identical(dataset, tmp_path, monkeypatch
     encode_images(root, tmp_path / "ref.zarr", opts, batch_size=3)
 
     calls = {"n": 0}
-    real_commit = StoreWriter._commit
+    real_commit = StoreWriter.commit
 
-    def crashing_commit(self):
+    def crashing_commit(self, inputs_done, samples):
         calls["n"] += 1
         if calls["n"] == 4:  # creation + 2 batches committed; dies committing the third
             raise KeyboardInterrupt
-        real_commit(self)
+        real_commit(self, inputs_done, samples)
 
-    monkeypatch.setattr(StoreWriter, "_commit", crashing_commit)
+    monkeypatch.setattr(StoreWriter, "commit", crashing_commit)
     with pytest.raises(KeyboardInterrupt):
         encode_images(root, tmp_path / "crash.zarr", opts, batch_size=3)
-    monkeypatch.setattr(StoreWriter, "_commit", real_commit)
+    monkeypatch.setattr(StoreWriter, "commit", real_commit)
     s = open_store(tmp_path / "crash.zarr")
     assert not s.complete and s.progress.inputs_done == 6
     summary = encode_images(root, tmp_path / "crash.zarr", opts, batch_size=3, resume=True)

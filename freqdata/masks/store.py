@@ -57,7 +57,8 @@ from freqdata.masks.patchdct import patch_encode
 from freqdata.masks.weak import IGNORE_INDEX, _cells, blockwise
 from freqdata.store import Progress, store_bytes
 from freqdata.store.layout import INDEX_CHUNK, array_options
-from freqdata.store.writer import append_rows, truncate_rows
+from freqdata.store.lock import held
+from freqdata.store.writer import append_rows, prepare_new, remove_temporaries, truncate_rows
 
 __all__ = [
     "FORMAT",
@@ -486,17 +487,6 @@ def _image_store_index(into: str | Path, images: list[dict[str, Any]]) -> np.nda
                         [im["id"] for im in images])
 
 
-def _create_group(out: Path, overwrite: bool) -> zarr.Group:
-    if out.exists():
-        is_zarr = (out / "zarr.json").exists()
-        if not overwrite:
-            raise FileExistsError(f"{out} exists: pass overwrite=True (--overwrite) to replace it")
-        if out.is_dir() and not is_zarr and any(out.iterdir()):
-            raise FileExistsError(f"{out} is a non-empty folder that is not a Zarr store: "
-                                  "refusing to overwrite it")
-    return zarr.open_group(str(out), mode="w", zarr_format=3)
-
-
 def _create_arrays(g: zarr.Group, n: int, patch: bool, nus: Sequence[int]) -> None:
     def arr(grp: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, rows: int,
             fill: Any = 0, names: tuple[str, ...] | None = None) -> None:
@@ -709,85 +699,92 @@ def encode_masks(
     from freqdata import __version__
 
     config["freqdata_version"] = __version__
-    skipped: Counter[str] = Counter()
-    if resume and (path / "zarr.json").exists():
-        g, progress = _reopen(path, config)
-        attrs = g.attrs["freqdata"]
-        skipped.update(attrs["skipped"])
-        errors = errors + attrs["errors"][len(errors):]  # validation errors come first
-        _truncate_to(g, progress, nus)
-    else:
-        g = _create_group(path, overwrite)
-        _create_arrays(g, n, patch, nus)
+    with held(path):  # one writer per store (docs/store.md, "Commit protocol")
+        skipped: Counter[str] = Counter()
         progress = Progress()
-    resumed_from = progress.inputs_done
 
-    def commit(complete: bool = False) -> None:
-        progress.complete = complete
-        g.attrs["freqdata"] = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
-            "categories": mapping.attrs(), "progress": vars(progress).copy(),
-            "skipped": dict(sorted(skipped.items())), "errors": errors,
-        }
+        def record() -> dict[str, Any]:
+            """The commit record (one write of the group's ``zarr.json``, docs/store.md)."""
+            return {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
+                "categories": mapping.attrs(), "progress": vars(progress).copy(),
+                "skipped": dict(sorted(skipped.items())), "errors": errors,
+            }
 
-    summary = MaskEncodeSummary(str(path), images=len(images), resumed_from=resumed_from)
-    if into is not None:
-        summary.matched_images = int((image_index >= 0).sum())
-    if progress.complete:  # resuming a finished store: nothing to do
-        summary.instances, summary.skipped, summary.errors = progress.samples, dict(skipped), []
-        return summary
-    commit()
-    anns_by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for a in clean["annotations"]:
-        anns_by_image[int(a["image_id"])].append(a)
-    pos = {int(im["id"]): j for j, im in enumerate(images)}
-    starts = range(resumed_from, len(images), batch_images)
+        def commit(complete: bool = False) -> None:
+            progress.complete = complete
+            g.attrs["freqdata"] = record()
 
-    def job(s: int) -> tuple[Any, ...]:
-        chunk = images[s : s + batch_images]
-        sub = {"images": chunk, "categories": clean["categories"],
-               "annotations": [a for im in chunk for a in anns_by_image.get(int(im["id"]), [])]}
-        ids = {int(a["id"]): index_of.get(int(a["id"])) for a in sub["annotations"]}
-        return (sub, k, n, method, patch, include_crowd, bool(nus), crowd, mapping, ids)
+        remove_temporaries(path)
+        if resume and (path / "zarr.json").exists():
+            g, progress = _reopen(path, config)
+            attrs = g.attrs["freqdata"]
+            skipped.update(attrs["skipped"])
+            errors = errors + attrs["errors"][len(errors):]  # validation errors come first
+            _truncate_to(g, progress, nus)
+        else:  # the first zarr.json holds the record: a kill after it is resumable
+            g = prepare_new(path, overwrite or resume, record())
+            _create_arrays(g, n, patch, nus)
+        resumed_from = progress.inputs_done
 
-    if on_progress:
-        on_progress(resumed_from, len(images), len(errors))
-    new_errors = len(errors)
-    jobs = (job(s) for s in starts)
-    with closing(_map_batches(_encode_batch, jobs, scheduler, retries)) as batches:
-        for s, batch in zip(starts, batches, strict=True):
+        summary = MaskEncodeSummary(str(path), images=len(images), resumed_from=resumed_from)
+        if into is not None:
+            summary.matched_images = int((image_index >= 0).sum())
+        if progress.complete:  # resuming a finished store: nothing to do
+            summary.instances, summary.skipped, summary.errors = progress.samples, dict(skipped), []
+            return summary
+        commit()
+        anns_by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for a in clean["annotations"]:
+            anns_by_image[int(a["image_id"])].append(a)
+        pos = {int(im["id"]): j for j, im in enumerate(images)}
+        starts = range(resumed_from, len(images), batch_images)
+
+        def job(s: int) -> tuple[Any, ...]:
             chunk = images[s : s + batch_images]
-            arrays = batch.arrays
-            errors.extend(batch.errors)
-            skipped.update(batch.skipped)
-            arrays["image_index"] = image_index[[pos[int(i)] for i in arrays["image_ids"]]].astype(
-                np.int64).reshape(-1)
-            m = len(arrays["ann_ids"])
-            if m:
-                for key, value in arrays.items():
-                    append_rows(g[key], value)
-                    summary.raw_bytes += value.nbytes
-            append_rows(g["images/ids"], np.array([im["id"] for im in chunk], dtype=np.int64))
-            append_rows(g["images/image_index"], image_index[s : s + len(chunk)])
-            append_rows(g["images/sizes"], np.array([[im["height"], im["width"]] for im in chunk],
-                                                dtype=np.int64))
-            names = [str(im.get("file_name", "")) for im in chunk]
-            append_rows(g["images/file_names"], np.array(names, dtype=str))
-            if nus:
-                _append_ragged(g["weak/full"], batch.full)
-                for nu in nus:
-                    _append_ragged(g[f"weak/nu{nu}"], [grid_of(mp, nu) for mp in batch.full])
-            progress.inputs_done = s + len(chunk)
-            progress.samples += m
-            commit()
-            if on_progress:
-                on_progress(progress.inputs_done, len(images), len(errors))
-    commit(complete=True)
-    summary.instances = progress.samples
-    summary.skipped = dict(sorted(skipped.items()))
-    summary.errors = errors if resumed_from == 0 else errors[new_errors:]
-    summary.seconds = time.perf_counter() - t0
-    return summary
+            sub = {"images": chunk, "categories": clean["categories"],
+                   "annotations": [a for im in chunk for a in anns_by_image.get(int(im["id"]), [])]}
+            ids = {int(a["id"]): index_of.get(int(a["id"])) for a in sub["annotations"]}
+            return (sub, k, n, method, patch, include_crowd, bool(nus), crowd, mapping, ids)
+
+        if on_progress:
+            on_progress(resumed_from, len(images), len(errors))
+        new_errors = len(errors)
+        jobs = (job(s) for s in starts)
+        with closing(_map_batches(_encode_batch, jobs, scheduler, retries)) as batches:
+            for s, batch in zip(starts, batches, strict=True):
+                chunk = images[s : s + batch_images]
+                arrays = batch.arrays
+                errors.extend(batch.errors)
+                skipped.update(batch.skipped)
+                rows = [pos[int(i)] for i in arrays["image_ids"]]
+                arrays["image_index"] = image_index[rows].astype(np.int64).reshape(-1)
+                m = len(arrays["ann_ids"])
+                if m:
+                    for key, value in arrays.items():
+                        append_rows(g[key], value)
+                        summary.raw_bytes += value.nbytes
+                append_rows(g["images/ids"], np.array([im["id"] for im in chunk], dtype=np.int64))
+                append_rows(g["images/image_index"], image_index[s : s + len(chunk)])
+                sizes = [[im["height"], im["width"]] for im in chunk]
+                append_rows(g["images/sizes"], np.array(sizes, dtype=np.int64))
+                names = [str(im.get("file_name", "")) for im in chunk]
+                append_rows(g["images/file_names"], np.array(names, dtype=str))
+                if nus:
+                    _append_ragged(g["weak/full"], batch.full)
+                    for nu in nus:
+                        _append_ragged(g[f"weak/nu{nu}"], [grid_of(mp, nu) for mp in batch.full])
+                progress.inputs_done = s + len(chunk)
+                progress.samples += m
+                commit()
+                if on_progress:
+                    on_progress(progress.inputs_done, len(images), len(errors))
+        commit(complete=True)
+        summary.instances = progress.samples
+        summary.skipped = dict(sorted(skipped.items()))
+        summary.errors = errors if resumed_from == 0 else errors[new_errors:]
+        summary.seconds = time.perf_counter() - t0
+        return summary
 
 
 def _reopen(path: Path, config: dict[str, Any]) -> tuple[zarr.Group, Progress]:

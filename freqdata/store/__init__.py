@@ -9,19 +9,22 @@ One Zarr v3 group, readable with plain ``zarr`` (docs/store.md has the full layo
 * ``labels`` ``(N,)`` int64 (-1 = none), ``source_index`` ``(N,)`` int64 (position in the
   input list), ``paths`` ``(N,)`` strings;
 * ``stats/{count,mean,m2,std}`` ``(C,)`` float64: per-channel statistics over all blocks;
-* attributes ``freqdata``: format, configuration, channel and class names, progress and the
-  error log (one entry per failed input: index, path, reason).
+* attributes ``freqdata``: format, configuration, channel and class names, and the commit
+  record: progress, statistics and the error log (one entry per failed input: index, path,
+  reason).
 
 
 The package: :mod:`~freqdata.store.layout` (paths, chunking, the codec),
 :mod:`~freqdata.store.spec` (layout and progress records), :mod:`~freqdata.store.writer`
-(append, commit, resume), :mod:`~freqdata.store.reader` (read back).
+(append, commit, resume), :mod:`~freqdata.store.lock` (one writer per store),
+:mod:`~freqdata.store.reader` (read back).
 """
 
 from freqdata.store.layout import exists, is_url, store_bytes
+from freqdata.store.lock import StoreBusyError
 from freqdata.store.reader import ImageStore, StoreGroup, open_store
 from freqdata.store.spec import FORMAT, FORMAT_VERSION, Part, Progress, StoreSpec
-from freqdata.store.writer import StoreWriter
+from freqdata.store.writer import StoreExistsError, StoreWriter
 
 __all__ = [
     "FORMAT",
@@ -29,6 +32,8 @@ __all__ = [
     "ImageStore",
     "Part",
     "Progress",
+    "StoreBusyError",
+    "StoreExistsError",
     "StoreGroup",
     "StoreSpec",
     "StoreWriter",

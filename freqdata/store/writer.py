@@ -1,69 +1,199 @@
-"""The store writer: append samples batch by batch, commit, resume after a crash.
+"""The store writer: one lock, one commit protocol, resume after a crash anywhere.
 
-Writes are append-only and committed in order: data first, then the ``progress`` attribute.
-A crash leaves at most uncommitted rows past the committed count; :meth:`StoreWriter.resume`
-truncates them, removing their chunks so the finished store is byte-identical to an
-uninterrupted run. ``progress.complete`` is false until :meth:`StoreWriter.finish`.
+Protocol (docs/store.md, "Commit protocol"):
+
+1. **data** — a batch's rows are appended to every array (array shapes grow first, then
+   their chunks/shards are written);
+2. **commit record** — ONE write of the root ``zarr.json`` whose ``freqdata`` attribute
+   holds the progress (``inputs_done``, ``samples``, ``complete``), the statistics
+   (``stats``: per-channel ``count``, ``mean``, ``m2`` as JSON floats, exact for float64)
+   and the error log. It makes the rows, the statistics and the errors visible together.
+   Local stores: zarr's ``LocalStore`` writes every key to a temporary file and renames it
+   over the old one, so a killed process leaves the old or the new record, never a mix
+   (fsspec URLs: whatever the file system's single-object write guarantees);
+3. **derived statistics** — ``stats/{count,mean,m2,std}`` are rewritten from the record for
+   readers that use plain zarr. They are never read back by the writer.
+
+:meth:`StoreWriter.resume` reads the record, removes zarr's leftover temporary files and
+every row past the committed count (:func:`truncate_rows`, safe to interrupt and repeat),
+and rewrites the derived statistics: after a kill at any point, resume and finish give the
+same bytes as an uninterrupted run. A writer holds the store's lock
+(:mod:`freqdata.store.lock`) from before it touches anything until :meth:`StoreWriter.finish`
+or :meth:`StoreWriter.close` (a ``with`` block closes it).
 """
 
 from __future__ import annotations
 
-import math
+import os
+import shutil
+import signal
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.array import AsyncArray
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import MemoryStore, StorePath
 
+from freqdata.errors import StoreError, UsageError
 from freqdata.stats import ChannelStats
 from freqdata.store.layout import (
     INDEX_CHUNK,
     RAGGED_CHUNK,
     SHARD_SAMPLES,
     array_options,
-    delete_key,
     exists,
+    object_key,
+    storage_rows,
+    writable,
 )
+from freqdata.store.lock import LOCK_NAME, StoreLock, acquire, local_path
 from freqdata.store.spec import FORMAT, Progress, StoreSpec
 
 CUBE_DTYPE = np.int16
+KILL_ENV = "FREQDATA_TEST_KILL_AT"
+STATS = ("count", "mean", "m2", "std")  # the derived statistics arrays, stats/<name>
 
 
-def storage_rows(arr: zarr.Array) -> int:
-    """Rows along axis 0 per stored object (shard if sharded, else chunk)."""
-    return (arr.shards or arr.chunks)[0]
+class StoreExistsError(UsageError, FileExistsError):
+    """The output exists and neither resume nor overwrite was asked for."""
 
 
 def truncate_rows(arr: zarr.Array, n: int) -> None:
-    """Shrink ``arr`` to ``n`` rows and delete every stored object past them.
+    """Shrink ``arr`` to ``n`` rows, leaving the bytes of an array that never had more.
 
-    zarr keeps out-of-bounds chunks on resize; removing them (and rebuilding the edge
-    object from its in-bounds rows) makes the result identical to never having written more.
+    The edge object (the chunk or shard holding row ``n - 1``, when ``n`` is not a multiple
+    of its rows) is encoded afresh from its rows ``< n`` in a scratch in-memory array with
+    ``arr``'s metadata at ``n`` rows, and replaces the stored object in one write; then the
+    resize deletes every object past it and writes the new shape last. No step touches the
+    rows ``< n``, so a truncation interrupted anywhere is completed by running it again.
     """
     old = arr.shape[0]
     if old <= n:
         return
+    arr = writable(arr)
     rows = storage_rows(arr)
-    edge = n // rows
-    keep = arr[edge * rows : n] if n % rows else None
-    store = arr.store_path.store
-    tail = "/".join("0" * (arr.ndim - 1))
-    for k in range(edge, math.ceil(old / rows)):
-        key = f"{arr.path}/c/{k}" + (f"/{tail}" if tail else "")
-        delete_key(store, key)
+    if n % rows:
+        lo = n // rows * rows
+        scratch_store = MemoryStore()
+        scratch = zarr.Array(
+            AsyncArray(
+                arr.metadata.update_shape((n, *arr.shape[1:])),
+                StorePath(scratch_store, arr.path),  # same keys as arr
+                config=arr.async_array.config,
+            )
+        )
+        scratch[lo:n] = arr[lo:n]
+        key = object_key(arr, lo // rows)
+        fresh = sync(scratch_store.get(key, default_buffer_prototype()))
+        store = arr.store_path.store
+        if fresh is None:
+            sync(store.delete(key))
+        else:
+            sync(store.set(key, fresh))  # LocalStore: temporary file, then rename
     arr.resize((n, *arr.shape[1:]))
-    if keep is not None:
-        arr[edge * rows : n] = keep
 
 
 def append_rows(arr: zarr.Array, rows: np.ndarray) -> None:
+    """Append ``rows`` along axis 0 (shape first, then the data)."""
+    arr = writable(arr)
     n = arr.shape[0]
     arr.resize((n + len(rows), *arr.shape[1:]))
     arr[n:] = rows
 
 
+def remove_temporaries(path: str | Path) -> None:
+    """Delete the temporary files a killed zarr write leaves in a local store
+    (``<name>.<32 hex>.partial``: zarr's ``LocalStore`` writes through them)."""
+    root = local_path(path)
+    if root is None:
+        return
+    for p in root.rglob("*.partial"):
+        stem, _, tag = p.name[: -len(".partial")].rpartition(".")
+        if stem and len(tag) == 32 and all(c in "0123456789abcdef" for c in tag):
+            p.unlink(missing_ok=True)
+
+
+def clear_directory(root: Path) -> None:
+    """Delete everything in ``root`` except its lock file (an overwrite holding the lock)."""
+    for p in root.iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def prepare_new(path: str | Path, overwrite: bool, attrs: dict[str, Any]) -> zarr.Group:
+    """A new root group at ``path`` whose first ``zarr.json`` already holds ``attrs`` (the
+    initial commit record), for a writer holding the store's lock. An existing store is
+    replaced only with ``overwrite``; a non-empty folder that is not a Zarr store never."""
+    record = {"freqdata": attrs}
+    root = local_path(path)
+    if root is None:  # fsspec URL: zarr replaces it (no lock)
+        return zarr.open_group(str(path), mode="w", zarr_format=3, attributes=record)
+    entries = [p for p in root.iterdir() if p.name != LOCK_NAME]
+    if entries:
+        if not overwrite:  # created by someone else between our check and our lock
+            raise StoreExistsError(f"{path} exists: resume it or overwrite it")
+        if not (root / "zarr.json").exists():
+            raise StoreExistsError(
+                f"{path} is a non-empty folder that is not a Zarr store: refusing to overwrite it"
+            )
+        clear_directory(root)
+    return zarr.open_group(str(root), mode="a", zarr_format=3, attributes=record)
+
+
+def _is_empty(path: str | Path) -> bool:
+    """A local store folder holding nothing but (at most) its lock: a create killed early."""
+    root = local_path(path)
+    return root is not None and all(p.name == LOCK_NAME for p in root.iterdir())
+
+
+_reached: Counter[str] = Counter()
+
+
+def fault_point(stage: str) -> None:
+    """Test hook: with ``FREQDATA_TEST_KILL_AT=<stage>:<n>`` this process SIGKILLs itself the
+    ``n``-th time it reaches ``stage`` (``data``: rows written, record not;
+    ``record``: record written, derived statistics not)."""
+    want = os.environ.get(KILL_ENV)
+    if not want:
+        return
+    _reached[stage] += 1
+    name, _, count = want.partition(":")
+    if name == stage and str(_reached[stage]) == count:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def commit_record(
+    spec: StoreSpec, progress: Progress, stats: ChannelStats, errors: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The ``freqdata`` attribute of a commit: the spec's attributes, ``progress``,
+    ``stats`` (per-channel ``count``, ``mean``, ``m2``: JSON floats, exact for float64)
+    and ``errors``."""
+    attrs = spec.attrs()
+    attrs["progress"] = vars(progress).copy()
+    attrs["stats"] = {"count": stats.n.tolist(), "mean": stats.mean.tolist(),
+                      "m2": stats.m2.tolist()}
+    attrs["errors"] = errors
+    return attrs
+
+
 class StoreWriter:
-    """Appends encoded samples to a store and commits progress; see the module docstring."""
+    """Appends encoded samples to an image store and commits them; see the module docstring.
+
+    Encoders use :meth:`write_batch` (append + commit), or write rows themselves
+    (:attr:`group`, :meth:`rows_per_object`) and then :meth:`add_stats`,
+    :meth:`add_errors` and :meth:`commit`. :attr:`progress` is what has been committed;
+    :attr:`stats` and :attr:`errors` include what will be at the next commit.
+    :attr:`took_over`: the record of a stale lock this writer replaced, else None.
+    """
 
     def __init__(
         self,
@@ -72,22 +202,49 @@ class StoreWriter:
         progress: Progress,
         stats: ChannelStats,
         errors: list[dict[str, Any]],
+        lock: StoreLock | None,
     ) -> None:
         self.group = group
         self.spec = spec
         self.progress = progress
         self.stats = stats
         self.errors = errors
+        self._lock = lock
+        self.took_over = lock.took_over if lock else None
 
     # -- creation and resume -------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, spec: StoreSpec, *, overwrite: bool = False) -> StoreWriter:
-        """A new, empty store at ``path`` (refuses to replace one unless ``overwrite``)."""
+        """A new, empty store at ``path``. An existing one is replaced only with
+        ``overwrite`` (after taking its lock). Raises :class:`StoreExistsError`, or
+        :class:`~freqdata.store.lock.StoreBusyError` if another process writes ``path``."""
         if exists(path) and not overwrite:
-            raise FileExistsError(
+            raise StoreExistsError(
                 f"{path} exists: pass resume=True to continue it or overwrite=True"
             )
-        g = zarr.open_group(str(path), mode="w", zarr_format=3)
+        lock = acquire(path)
+        try:
+            return cls._new(path, spec, overwrite, lock)
+        except BaseException:
+            if lock:
+                lock.release()
+            raise
+
+    @classmethod
+    def _new(
+        cls, path: str | Path, spec: StoreSpec, overwrite: bool, lock: StoreLock | None
+    ) -> StoreWriter:
+        """Create the store under ``lock``: root group with the empty record, then arrays,
+        then the record again (a kill in between is resumed as a new store)."""
+        stats = ChannelStats.empty(spec.channels)
+        g = prepare_new(path, overwrite, commit_record(spec, Progress(), stats, []))
+        cls._create_arrays(g, spec)
+        w = cls(g, spec, Progress(), stats, [], lock)
+        w.commit(0, 0)
+        return w
+
+    @staticmethod
+    def _create_arrays(g: zarr.Group, spec: StoreSpec) -> None:
         for p in spec.parts:
             if p.grid is not None:
                 hb, wb = p.grid
@@ -112,44 +269,70 @@ class StoreWriter:
                     fill_value=0,
                 )
                 pg.create_array(
-                    "shape", shape=(0, 3), dtype=np.int32, chunks=(INDEX_CHUNK, 3), fill_value=0
+                    "shape", shape=(0, 3), dtype=np.int32, chunks=(INDEX_CHUNK, 3), fill_value=0,
+                    **array_options(4),
                 )
                 pg.create_array(
-                    "offset", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=0
+                    "offset", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=0,
+                    **array_options(8),
                 )
-        g.create_array("labels", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1)
-        g.create_array(
-            "source_index", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1
-        )
-        g.create_array("paths", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,))
+        for name in ("labels", "source_index"):
+            g.create_array(
+                name, shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1,
+                **array_options(8),
+            )
+        g.create_array("paths", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,), **array_options(1))
         sg = g.create_group("stats")
-        for name in ("count", "mean", "m2", "std"):
-            sg.create_array(name, shape=(spec.channels,), dtype=np.float64, fill_value=0.0)
-        w = cls(g, spec, Progress(), ChannelStats.empty(spec.channels), [])
-        w._commit()
-        return w
+        for name in STATS:
+            sg.create_array(
+                name, shape=(spec.channels,), dtype=np.float64, fill_value=0.0,
+                **array_options(8),
+            )
 
     @classmethod
     def resume(cls, path: str | Path, spec: StoreSpec) -> StoreWriter:
-        """Reopen a store for appending, after checking it was made by the same ``spec``.
-
-        Rows written past the last commit (a crash mid-batch) are removed.
-        """
-        g = zarr.open_group(str(path), mode="r+", zarr_format=3)
-        attrs = g.attrs.get("freqdata")
-        if not attrs or attrs.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a freqdata image store")
-        theirs = {k: attrs.get(k) for k in spec.attrs()}
-        if theirs != spec.attrs():
-            diff = [k for k, v in spec.attrs().items() if theirs.get(k) != v]
-            raise ValueError(
-                f"cannot resume {path}: it was written with different {', '.join(diff)}"
-            )
-        progress = Progress(**attrs["progress"])
-        stats = ChannelStats(*(g["stats"][k][:] for k in ("count", "mean", "m2")))
-        w = cls(g, spec, progress, stats, list(attrs.get("errors", [])))
-        w._truncate_to(progress.samples)
+        """Reopen a store for appending, after taking its lock and checking it was made by
+        the same ``spec``. Rows written past the last commit record are removed; a store
+        whose creation was interrupted (nothing committed) is created again."""
+        lock = acquire(path)
+        try:
+            if _is_empty(path):
+                return cls._new(path, spec, True, lock)
+            try:
+                g = zarr.open_group(str(local_path(path) or path), mode="r+", zarr_format=3)
+                attrs = g.attrs.get("freqdata")
+            except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+                attrs = None
+            if not attrs or attrs.get("format") != FORMAT:
+                raise StoreError(f"{path} is not a freqdata image store")
+            theirs = {k: attrs.get(k) for k in spec.attrs()}
+            if theirs != spec.attrs():
+                diff = [k for k, v in spec.attrs().items() if theirs.get(k) != v]
+                raise StoreError(
+                    f"cannot resume {path}: it was written with different {', '.join(diff)}"
+                )
+            progress = Progress(**attrs["progress"])
+            if progress.inputs_done == 0 and not cls._has_arrays(g, spec):
+                return cls._new(path, spec, True, lock)  # killed while creating them
+            rec = attrs["stats"]
+            stats = ChannelStats(*(np.array(rec[k], np.float64) for k in ("count", "mean", "m2")))
+            w = cls(g, spec, progress, stats, list(attrs["errors"]), lock)
+            remove_temporaries(path)
+            w._truncate_to(progress.samples)
+            w._write_derived_stats()
+        except BaseException:
+            if lock:
+                lock.release()
+            raise
         return w
+
+    @staticmethod
+    def _has_arrays(g: zarr.Group, spec: StoreSpec) -> bool:
+        """Whether every array of ``spec``'s layout exists in ``g``."""
+        names = ["labels", "source_index", "paths"] + [f"stats/{k}" for k in STATS]
+        for p in spec.parts:
+            names += [p.name] if p.grid else [f"{p.name}/{k}" for k in ("data", "shape", "offset")]
+        return all(name in g for name in names)
 
     def _truncate_to(self, n: int) -> None:
         for p in self.spec.parts:
@@ -157,17 +340,46 @@ class StoreWriter:
                 truncate_rows(self.group[p.name], n)
             else:
                 pg = self.group[p.name]
-                end = 0
-                if n:
-                    shape = pg["shape"][n - 1]
-                    end = int(pg["offset"][n - 1] + np.prod(shape))
-                truncate_rows(pg["data"], end)
+                truncate_rows(pg["data"], self.ragged_end(p.name, n))
                 truncate_rows(pg["shape"], n)
                 truncate_rows(pg["offset"], n)
         for name in ("labels", "source_index", "paths"):
             truncate_rows(self.group[name], n)
 
+    # -- the lock --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the lock (idempotent). What was not committed stays uncommitted."""
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- writing ---------------------------------------------------------------------------
+    def rows_per_object(self, name: str) -> int:
+        """Positions along axis 0 per stored object of the array ``name`` (a path in the
+        group, e.g. ``cubes`` or ``cubes/data``): the unit two writers must not share."""
+        return storage_rows(self.group[name])
+
+    def ragged_end(self, part: str, rows: int) -> int:
+        """Elements of ragged ``part``'s flat data used by its first ``rows`` samples."""
+        if rows == 0:
+            return 0
+        pg = self.group[part]
+        return int(pg["offset"][rows - 1] + np.prod(pg["shape"][rows - 1]))
+
+    def add_stats(self, stats: ChannelStats) -> None:
+        """Merge the statistics of new samples (in sample order) into the next commit."""
+        self.stats = self.stats.merge(stats)
+
+    def add_errors(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Append error-log entries ``{index, path, reason}`` to the next commit."""
+        self.errors.extend(entries)
+
     def write_batch(self, items: list[tuple[int, str, int, Any]], inputs_done: int) -> None:
         """Append a batch and commit it.
 
@@ -176,6 +388,7 @@ class StoreWriter:
         (the reason the input failed). ``inputs_done``: inputs consumed after this batch.
         """
         ok = [(i, p, lab, r) for i, p, lab, r in items if not isinstance(r, str)]
+        n = self.progress.samples
         for k, part in enumerate(self.spec.parts):
             arrays = [r[k] for *_, r in ok]
             if not arrays:
@@ -184,10 +397,7 @@ class StoreWriter:
                 append_rows(self.group[part.name], np.stack(arrays))
             else:
                 pg = self.group[part.name]
-                n = pg["shape"].shape[0]
-                start = 0
-                if n:
-                    start = int(pg["offset"][n - 1] + np.prod(pg["shape"][n - 1]))
+                start = self.ragged_end(part.name, n)
                 sizes = np.array([a.size for a in arrays], dtype=np.int64)
                 offsets = start + np.concatenate([[0], np.cumsum(sizes)[:-1]])
                 append_rows(pg["data"], np.concatenate([a.ravel() for a in arrays]))
@@ -199,20 +409,24 @@ class StoreWriter:
             append_rows(self.group["source_index"], np.array([i for i, *_ in ok], dtype=np.int64))
             append_rows(self.group["paths"], np.array([p for _, p, _, _ in ok], dtype=str))
         for _, _, _, r in ok:
-            self.stats = self.stats.merge(ChannelStats.join([ChannelStats.of(a) for a in r]))
-        self.errors.extend(
+            self.add_stats(ChannelStats.join([ChannelStats.of(a) for a in r]))
+        self.add_errors(
             {"index": i, "path": p, "reason": r} for i, p, _, r in items if isinstance(r, str)
         )
-        self.progress.inputs_done = inputs_done
-        self.progress.samples += len(ok)
-        self._commit()
+        self.commit(inputs_done, n + len(ok))
 
-    def finish(self) -> None:
-        """Mark the store complete."""
-        self.progress.complete = True
-        self._commit()
+    def commit(self, inputs_done: int, samples: int) -> None:
+        """Make rows ``[0, samples)`` (already written), the statistics and the error log
+        visible together, with ``inputs_done`` inputs consumed: one record write."""
+        fault_point("data")
+        self.progress = Progress(inputs_done, samples, self.progress.complete)
+        self.group.attrs["freqdata"] = commit_record(
+            self.spec, self.progress, self.stats, self.errors
+        )
+        fault_point("record")
+        self._write_derived_stats()
 
-    def _commit(self) -> None:
+    def _write_derived_stats(self) -> None:
         sg = self.group["stats"]
         for name, value in (
             ("count", self.stats.n),
@@ -220,8 +434,10 @@ class StoreWriter:
             ("m2", self.stats.m2),
             ("std", self.stats.std),
         ):
-            sg[name][:] = value
-        attrs = self.spec.attrs()
-        attrs["progress"] = vars(self.progress).copy()
-        attrs["errors"] = self.errors
-        self.group.attrs["freqdata"] = attrs
+            writable(sg[name])[:] = value
+
+    def finish(self) -> None:
+        """Mark the store complete and release the lock."""
+        self.progress.complete = True
+        self.commit(self.progress.inputs_done, self.progress.samples)
+        self.close()
