@@ -1,19 +1,29 @@
 """What every ``freqdata`` command shares: exit statuses, the error console, small parsers.
 
-Exit status of every command: 0 = success; 1 = finished, but some inputs failed (they are
-listed in the store's error log and the summary); 2 = bad usage or options, nothing done.
+Exit status of every command (the classes of :mod:`freqdata.errors`):
+
+* 0 — success;
+* 1 — data that cannot be used: some inputs failed (listed in the store's error log and the
+  summary), or a store is missing, damaged, incompatible or busy (:class:`DataError`);
+* 2 — bad usage or options, nothing done (:class:`UsageError`, and typer's own errors);
+* 130 — interrupted (Ctrl-C);
+* anything else that escapes is a bug in freqdata and shows as a traceback.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+from freqdata.errors import DataError, UsageError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_DATA = EXIT_SOME_FAILED  # a store or input that cannot be used
 console = Console(stderr=True)
 
 # Options every ``freqdata train ...`` command takes, with the same meaning and help.
@@ -28,13 +38,37 @@ ChannelsLast = Annotated[bool, typer.Option(help="channels_last memory format.")
 TorchThreads = Annotated[int | None, typer.Option(
     help="torch intra-op threads (default: torch's; 1 on a busy machine).")]
 Smoke = Annotated[bool, typer.Option(help="A few steps, for tests.")]
-Quiet = Annotated[bool, typer.Option(help="Do not echo the JSON lines.")]
+Quiet = Annotated[bool, typer.Option(help="Nothing on stdout (OUT/log.jsonl has every record).")]
+Overwrite = Annotated[bool, typer.Option(help="Replace the run in OUT (log, checkpoint).")]
+AsJson = Annotated[bool, typer.Option(
+    "--json", help="JSON lines on stdout instead of a progress bar (the log file has them "
+    "either way).")]
 
 
-def fail(msg: str) -> NoReturn:
-    """Print ``error: msg`` on stderr and exit with :data:`EXIT_USAGE`."""
-    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)
-    raise typer.Exit(EXIT_USAGE)
+def fail(msg: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print ``error: msg`` on stderr and exit with ``code`` (default :data:`EXIT_USAGE`)."""
+    console.print(f"[bold red]error:[/] {msg}", soft_wrap=True, markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def exit_code(e: BaseException) -> int | None:
+    """The exit status of an error a command reports without a traceback: 2 for a
+    :class:`UsageError`, 1 for a :class:`DataError`; ``None`` for anything else (a bug)."""
+    if isinstance(e, UsageError):
+        return EXIT_USAGE
+    if isinstance(e, DataError):
+        return EXIT_DATA
+    return None
+
+
+@contextmanager
+def reported(prefix: str = "") -> Iterator[None]:
+    """Turn freqdata's own errors raised inside the block into ``error: ...`` and their exit
+    status (:func:`exit_code`); anything else propagates (a traceback: a bug)."""
+    try:
+        yield
+    except (UsageError, DataError) as e:
+        fail(f"{prefix}{e}", exit_code(e))  # type: ignore[arg-type]
 
 
 def human(n: float) -> str:
@@ -61,16 +95,31 @@ def int_list(text: str | None, option: str, *, allow_empty: bool = False) -> lis
     return values
 
 
-def run_trainer(train: Callable[..., Any], cfg: Any, *, quiet: bool) -> None:
-    """``train(cfg, on_log=...)``, echoing each JSON log record on stdout unless ``quiet``;
-    the trainer's ``ValueError`` / ``FileNotFoundError`` / ``FileExistsError`` (bad options,
-    nothing trained) become a usage error (exit 2)."""
+def run_trainer(train: Callable[..., Any], cfg: Any, *, quiet: bool, as_json: bool = False) -> None:
+    """``train(cfg, on_log=..., on_step=...)``. On a terminal: a progress bar per epoch, a line
+    per epoch and an end summary (:class:`~freqdata.cli.train_progress.TrainingDisplay`);
+    when stdout is not a terminal, or with ``as_json``, the JSON log records on stdout (one
+    per line, parseable); ``quiet``: nothing. The trainer's :class:`UsageError` (bad options,
+    nothing trained) exits 2, its :class:`DataError` (an unusable store) exits 1, Ctrl-C 130."""
+    import sys
 
-    def echo(rec: dict[str, Any]) -> None:
-        if not quiet:
-            typer.echo(json.dumps(rec))
+    from freqdata.cli.train_progress import TrainingDisplay
 
+    display = None
+    if quiet:
+        kw: dict[str, Any] = {}
+    elif as_json or not sys.stdout.isatty():
+        kw = {"on_log": lambda rec: typer.echo(json.dumps(rec))}
+    else:
+        display = TrainingDisplay()
+        kw = {"on_log": display.on_log, "on_step": display.on_step}
     try:
-        train(cfg, on_log=echo)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        fail(str(e))
+        with reported():
+            train(cfg, **kw)
+    except KeyboardInterrupt:
+        if display is not None:
+            display.close()
+        fail(f"interrupted: continue with --resume (OUT={cfg.out})", EXIT_INTERRUPTED)
+    finally:
+        if display is not None:
+            display.close()

@@ -1,22 +1,33 @@
 """``freqdata train ...``: reference trainers on stores (docs/trainers.md).
 
-Exit status: 0 = the run finished; 2 = bad usage or options (nothing trained).
+Output: on a terminal a progress bar per epoch, a line per epoch and an end summary; with
+``--json`` or when stdout is not a terminal the JSON log records, one per line (they always
+go to OUT/log.jsonl). Exit status: 0 = the run finished; 1 = a store cannot be used; 2 = bad
+usage or options, or OUT holds a run and neither --resume nor --overwrite was given (nothing
+trained); 130 = interrupted (--resume continues after the last finished epoch).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from freqdata.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
     Amp,
+    AsJson,
     ChannelsLast,
     Device,
     Epochs,
     LearningRate,
+    Overwrite,
     Quiet,
     Resume,
     Smoke,
@@ -24,6 +35,7 @@ from freqdata.cli.common import (
     WarmupEpochs,
     WeightDecay,
     fail,
+    reported,
     run_trainer,
 )
 
@@ -35,8 +47,9 @@ train_app = typer.Typer(
 _CLASSIFY_HELP = (
     "Train a classifier on a DCT store (--input dct) or an RGB store (--input rgb, written by "
     "'freqdata train rgb-store') and log one JSON line per epoch (loss, top-1/top-5, "
-    "samples/s, bytes per sample moved to the device) to OUT/log.jsonl and stdout. "
-    "Checkpoints go to OUT/last.pt (--resume continues after the last finished epoch). "
+    "samples/s, bytes per sample moved to the device) to OUT/log.jsonl (and stdout with --json). "
+    "Checkpoints go to OUT/last.pt (--resume continues after the last finished epoch; an OUT "
+    "holding a run is refused without --resume or --overwrite). "
     "With --gate (DCT): the dynamic channel gate, its heat map OUT/heatmap.png and the static "
     "selection OUT/preset.json. --smoke: 2 steps and 2 validation batches per epoch."
 )
@@ -88,6 +101,7 @@ def classify_cmd(
         "runs/classify"
     ),
     resume: Resume = False,
+    overwrite: Overwrite = False,
     device: Device = "auto",
     amp: Amp = None,
     channels_last: ChannelsLast = True,
@@ -95,6 +109,7 @@ def classify_cmd(
     torch_threads: TorchThreads = None,
     smoke: Smoke = False,
     quiet: Quiet = False,
+    as_json: AsJson = False,
 ) -> None:
     """``freqdata train classify``: see ``_CLASSIFY_HELP`` and :mod:`freqdata.trainers.classify`."""
     from freqdata.trainers.classify import ClassifyConfig, train_classify
@@ -107,11 +122,12 @@ def classify_cmd(
         width=width, conv=conv, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
         weight_decay=weight_decay, label_smoothing=label_smoothing,
         warmup_epochs=warmup_epochs, seed=seed, crop=crop, transport=transport, out=str(out),
-        resume=resume, device=device, amp=amp, channels_last=channels_last, threads=threads,
+        resume=resume,
+        overwrite=overwrite, device=device, amp=amp, channels_last=channels_last, threads=threads,
         torch_threads=torch_threads, smoke=smoke,
     )  # fmt: skip
 
-    run_trainer(train_classify, cfg, quiet=quiet)
+    run_trainer(train_classify, cfg, quiet=quiet, as_json=as_json)
 
 
 @train_app.command("rgb-store")
@@ -122,18 +138,29 @@ def rgb_store_cmd(
         str, typer.Option(help="S:C: shorter side S, centre crop C x C (freqdata's pixel path).")
     ] = "256:240",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="The summary as one JSON line (also when stdout is not a terminal).")]
+    = False,
 ) -> None:
     """Write an RGB store (uint8 (N, 3, C, C)) for the RGB arm of ``train classify``."""
     from freqdata.trainers.rgb import encode_rgb
 
     try:
-        summary = encode_rgb(src, out, geometry, overwrite=overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        with reported():
+            summary = encode_rgb(src, out, geometry, overwrite=overwrite)
+    except (FileNotFoundError, FileExistsError) as e:
         fail(str(e))
-    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "errors"}))
+    shown = {k: v for k, v in summary.items() if k != "errors"}
+    if as_json or not sys.stdout.isatty():
+        typer.echo(json.dumps(shown))
+    else:
+        t = Table(title=f"freqdata train rgb-store → {out}", show_header=False)
+        for k, v in shown.items():
+            t.add_row(k, str(v))
+        Console().print(t)
     for err in summary["errors"]:
         typer.echo(f"failed {err['path']}: {err['reason']}", err=True)
-    raise typer.Exit(1 if summary["failed"] else 0)
+    raise typer.Exit(EXIT_SOME_FAILED if summary["failed"] else EXIT_OK)
 
 
 # Commands with their own modules (one trainer each), registered on the same sub-app.

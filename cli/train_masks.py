@@ -9,9 +9,11 @@ import typer
 
 from freqdata.cli.common import (
     Amp,
+    AsJson,
     Device,
     Epochs,
     LearningRate,
+    Overwrite,
     Quiet,
     Resume,
     Smoke,
@@ -60,19 +62,22 @@ def masks_cmd(
     eval_every: Annotated[int, typer.Option(help="Evaluate every N epochs (and the last).")] = 1,
     out: Annotated[Path, typer.Option(help="Run folder (log, checkpoint).")] = Path("runs/masks"),
     resume: Resume = False,
+    overwrite: Overwrite = False,
     device: Device = "auto",
     amp: Amp = None,
     torch_threads: TorchThreads = None,
     smoke: Smoke = False,
     quiet: Quiet = False,
+    as_json: AsJson = False,
 ) -> None:
     """Train an instance-mask head (grid = Mask R-CNN 28x28, dctmask = DCT-Mask 300-d vector,
     patchdct = DCT-Mask + PatchDCT refinement) on a compact ResNet + FPN over a DCT store
     (--input dct) or an RGB store (--input rgb) encoded at a square canvas (--geometry S:S),
     with RoIAlign features of ground-truth boxes jittered like proposals. Evaluates
     oracle-box COCO mask AP / AP50 / AP75, mean mask IoU and boundary IoU on the validation
-    set; one JSON line per epoch to OUT/log.jsonl and stdout; checkpoints OUT/last.pt
-    (--resume). --smoke: 2 steps and 2 validation images per epoch. See docs/mask-heads.md.
+    set; one JSON line per epoch to OUT/log.jsonl (and stdout with --json); checkpoints
+    OUT/last.pt (--resume; --overwrite replaces a run). --smoke: 2 steps and 2 validation
+    images per epoch. See docs/mask-heads.md.
     """
     from freqdata.trainers.masks import MasksConfig, train_masks
 
@@ -87,9 +92,10 @@ def masks_cmd(
         loss_weight=loss_weight,
         max_instances=max_instances, epochs=epochs, batch_size=batch_size,
         optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-        seed=seed, eval_every=eval_every, out=str(out), resume=resume, device=device, amp=amp,
+        seed=seed, eval_every=eval_every, out=str(out), resume=resume,
+        overwrite=overwrite, device=device, amp=amp,
         torch_threads=torch_threads, smoke=smoke,
     )  # fmt: skip
 
-    run_trainer(train_masks, cfg, quiet=quiet)
+    run_trainer(train_masks, cfg, quiet=quiet, as_json=as_json)
 

@@ -9,10 +9,12 @@ import typer
 
 from freqdata.cli.common import (
     Amp,
+    AsJson,
     ChannelsLast,
     Device,
     Epochs,
     LearningRate,
+    Overwrite,
     Quiet,
     Resume,
     Smoke,
@@ -67,21 +69,24 @@ def semantic_cmd(
         "runs/semantic"
     ),
     resume: Resume = False,
+    overwrite: Overwrite = False,
     device: Device = "auto",
     amp: Amp = None,
     channels_last: ChannelsLast = True,
     torch_threads: TorchThreads = None,
     smoke: Smoke = False,
     quiet: Quiet = False,
+    as_json: AsJson = False,
 ) -> None:
     """Train a compact DeepLabv3+ (ResNet-18 backbone, RGB or DCT input) on full or block-wise
     labels, validated on full labels (mIoU). Image store: --input dct takes the DCT cubes of
     'freqdata encode images --geometry S:C', --input rgb an RGB store ('freqdata train
     rgb-store'). Labels: the category maps of a mask store ('freqdata encode masks ANN OUT
     --weak 8'; default STORE/masks); --labels blockwise --nu-max N trains on 2N+1 majority
-    cells per side of the stored image. One JSON line per epoch goes to OUT/log.jsonl and
-    stdout; the end line has R_ce(nu) of the final model's validation logits. OUT/last.pt is the
-    checkpoint (--resume continues). --smoke: 2 steps and 2 validation batches per epoch.
+    cells per side of the stored image. One JSON line per epoch goes to OUT/log.jsonl (and
+    stdout with --json); the end line has R_ce(nu) of the final model's validation logits.
+    OUT/last.pt is the checkpoint (--resume continues, --overwrite replaces). --smoke: 2 steps
+    and 2 validation batches per epoch.
     Exit 2: bad options (nothing trained). See docs/semantic.md.
     """
     from freqdata.trainers.semantic import SemanticConfig, train_semantic
@@ -95,9 +100,10 @@ def semantic_cmd(
         conv=conv, width=width, output_stride=output_stride, crop=crop, epochs=epochs,
         val_every=val_every,
         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs, seed=seed, out=str(out), resume=resume, device=device,
+        warmup_epochs=warmup_epochs, seed=seed, out=str(out), resume=resume,
+        overwrite=overwrite, device=device,
         amp=amp, channels_last=channels_last, torch_threads=torch_threads, smoke=smoke,
     )  # fmt: skip
 
-    run_trainer(train_semantic, cfg, quiet=quiet)
+    run_trainer(train_semantic, cfg, quiet=quiet, as_json=as_json)
 

@@ -64,12 +64,12 @@ def encode_image(
     p = resolve_preset(preset) if isinstance(preset, str) else preset
     geo = parse_geometry(geometry) if isinstance(geometry, str) else geometry
     if path not in PATHS:
-        raise ValueError(f"unknown path {path!r}: choose one of {', '.join(PATHS)}")
+        raise UsageError(f"unknown path {path!r}: choose one of {', '.join(PATHS)}")
     if chroma not in CHROMA:
-        raise ValueError(f"unknown chroma {chroma!r}: choose one of {', '.join(CHROMA)}")
+        raise UsageError(f"unknown chroma {chroma!r}: choose one of {', '.join(CHROMA)}")
     if path == "coeff":
         if geo.resize is not None or geo.crop is not None:
-            raise ValueError(
+            raise UsageError(
                 f"geometry {geo.name!r} resamples pixels: use path='pixels' "
                 "(the coefficient path keeps the whole image, geometry='none')"
             )

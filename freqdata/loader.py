@@ -103,6 +103,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from freqdata.errors import StoreError, UsageError
 from freqdata.shards import ShardReader, samples_text
 from freqdata.store import ImageStore, Part
 from freqdata.store.reader import read_checked
@@ -262,10 +263,10 @@ class StoreDataset(Dataset):
     ) -> None:
         self.path = store.path if isinstance(store, ImageStore) else str(store)
         if crop not in ("center", "random"):
-            raise ValueError(f"crop must be 'center' or 'random', got {crop!r}")
+            raise UsageError(f"crop must be 'center' or 'random', got {crop!r}")
         self.crop_blocks = tuple(int(v) for v in crop_blocks) if crop_blocks else None
         if self.crop_blocks and min(self.crop_blocks) < 1:
-            raise ValueError(f"crop_blocks must be positive, got {crop_blocks}")
+            raise UsageError(f"crop_blocks must be positive, got {crop_blocks}")
         self.crop = crop
         self.chroma_factor = tuple(chroma_factor) if chroma_factor else None
         self.transport = transport
@@ -281,11 +282,11 @@ class StoreDataset(Dataset):
             self.shard_size = int((s.group[self.parts[0].name].shards or (DEFAULT_SHARD,))[0])
         self._n = len(s)
         if self.chroma_factor and not self.native:
-            raise ValueError("chroma_factor applies to native-chroma stores only")
+            raise UsageError("chroma_factor applies to native-chroma stores only")
         if self.chroma_factor and self.crop_blocks:
             fv, fh = self.chroma_factor
             if self.crop_blocks[0] % fv or self.crop_blocks[1] % fh:
-                raise ValueError(f"crop_blocks {crop_blocks} not divisible by chroma_factor")
+                raise UsageError(f"crop_blocks {crop_blocks} not divisible by chroma_factor")
 
     # -- per-process state -------------------------------------------------------------------
     @property
@@ -497,7 +498,7 @@ def _dist_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
     rank = 0 if rank is None else int(rank)
     world_size = 1 if world_size is None else int(world_size)
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"invalid rank {rank} for world size {world_size}")
+        raise UsageError(f"invalid rank {rank} for world size {world_size}")
     return rank, world_size
 
 
@@ -532,11 +533,11 @@ class StoreSampler(Sampler[BatchRequest]):
         window: int = DEFAULT_WINDOW,
     ) -> None:
         if order not in ORDERS:
-            raise ValueError(f"unknown order {order!r}: choose one of {', '.join(ORDERS)}")
+            raise UsageError(f"unknown order {order!r}: choose one of {', '.join(ORDERS)}")
         if batch_size < 1 or shard_size < 1 or window < 1:
-            raise ValueError("batch_size, shard_size and window must be positive")
+            raise UsageError("batch_size, shard_size and window must be positive")
         if n < 1:
-            raise ValueError("cannot sample from an empty store")
+            raise StoreError("cannot sample from an empty store")
         self.n = n
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -798,7 +799,7 @@ def make_loader(
         num_workers, threads = (0, n) if DEFAULT_MODE == "threads" else (n, 0)
     num_workers, threads = num_workers or 0, threads or 0
     if num_workers > 0 and threads > 0:
-        raise ValueError("choose worker processes (num_workers) or threads, not both")
+        raise UsageError("choose worker processes (num_workers) or threads, not both")
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     pin_memory = bool(pin_memory) and torch.cuda.is_available()

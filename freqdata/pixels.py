@@ -130,17 +130,17 @@ class Geometry:
                 f"geometry {self.name!r}: rule must be one of {RULES}, got {self.rule!r}"
             )
         if self.resize is not None and (not isinstance(self.resize, int) or self.resize <= 0):
-            raise ValueError(
+            raise UsageError(
                 f"geometry {self.name!r}: resize must be a positive int, got {self.resize!r}"
             )
         if self.crop is not None:
             if not isinstance(self.crop, int) or self.crop <= 0 or self.crop % BLOCK:
-                raise ValueError(
+                raise UsageError(
                     f"geometry {self.name!r}: crop must be a positive multiple of {BLOCK}, "
                     f"got {self.crop!r}"
                 )
             if self.resize is None or self.resize < self.crop:
-                raise ValueError(
+                raise UsageError(
                     f"geometry {self.name!r}: crop {self.crop} needs a resize >= crop, "
                     f"got {self.resize!r}"
                 )
@@ -167,13 +167,13 @@ _CHOICES = (
 def parse_geometry(spec: str | Geometry) -> Geometry:
     """The :class:`Geometry` for ``spec``: ``none``, ``resnet``, ``mobilenet`` or ``"S:C"``.
 
-    A :class:`Geometry` is returned unchanged. Anything else raises ``ValueError`` listing
+    A :class:`Geometry` is returned unchanged. Anything else raises :class:`UsageError` listing
     the valid choices.
     """
     if isinstance(spec, Geometry):
         return spec
     if not isinstance(spec, str):
-        raise ValueError(f"geometry must be a string, got {type(spec).__name__}: choose {_CHOICES}")
+        raise UsageError(f"geometry must be a string, got {type(spec).__name__}: choose {_CHOICES}")
     key = spec.strip().lower()
     if key in GEOMETRIES:
         return GEOMETRIES[key]
@@ -182,7 +182,7 @@ def parse_geometry(spec: str | Geometry) -> Geometry:
         s, c = int(m.group(1)), int(m.group(2))
         if c > 0 and c % BLOCK == 0 and s >= c:
             return Geometry(s, c, f"{s}:{c}")
-    raise ValueError(f"unknown geometry {spec!r}: choose {_CHOICES}")
+    raise UsageError(f"unknown geometry {spec!r}: choose {_CHOICES}")
 
 
 # --------------------------------------------------------------------------- result, errors

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from freqdata.dct import ZIGZAG
+from freqdata.errors import UsageError
 
 
 class Preset(NamedTuple):
@@ -68,9 +69,9 @@ def load_preset(path: str | Path) -> Preset:
         d = json.loads(Path(path).read_text())
         p = Preset(*(list(map(int, d[k])) for k in ("y", "cb", "cr")))
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"preset file {path}: {e}") from None
+        raise UsageError(f"preset file {path}: {e}") from None
     if not p.y or any(not 0 <= k < 64 for k in p.y + p.cb + p.cr):
-        raise ValueError(f"preset file {path}: needs luma channels and indices in 0..63")
+        raise UsageError(f"preset file {path}: needs luma channels and indices in 0..63")
     return p
 
 
@@ -78,7 +79,8 @@ def resolve_preset(name: str) -> Preset:
     """The :class:`Preset` for ``name``: a key of :data:`PRESETS`, ``zigzag-Y-C`` or the
     path of a preset JSON file (:func:`load_preset`).
 
-    Raises ``ValueError`` naming the valid choices for anything else.
+    Raises :class:`freqdata.errors.UsageError` (a ``ValueError``) naming the valid choices
+    for anything else.
     """
     if name in PRESETS:
         return PRESETS[name]
@@ -89,7 +91,7 @@ def resolve_preset(name: str) -> Preset:
         ny, nc = int(m.group(1)), int(m.group(2))
         if 1 <= ny <= 64 and 0 <= nc <= 64:
             return _same_chroma(ZIGZAG[:ny].tolist(), ZIGZAG[:nc].tolist())
-    raise ValueError(
+    raise UsageError(
         f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}, zigzag-Y-C "
         "(1 <= Y <= 64, 0 <= C <= 64) or a preset .json file"
     )

@@ -1,8 +1,11 @@
-"""Shared fixtures: the real data in ../shared/data (override with FREQDATA_DATA)."""
+"""Shared fixtures: the real data in ../shared/data (override with FREQDATA_DATA), and a
+check after every test that it left no process behind."""
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,79 @@ def stop_after_first_epoch(rec: dict) -> None:
     """A trainer's ``on_log``: interrupt the run at its first epoch record."""
     if rec["event"] == "epoch":
         raise StopRun
+
+
+# ------------------------------------------------------------------------ leftover processes
+# Every process the tests start inherits this variable, even one whose parent was killed
+# (reparented to init, in another session): that is how a leftover is recognized.
+_MARK = "FREQDATA_TEST_RUN"
+os.environ[_MARK] = str(os.getpid())
+# Long-lived helpers that multiprocessing starts for the pytest process itself, once.
+_OWN_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+LEFTOVER_GRACE_S = 10.0
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) of ``pid`` from /proc; None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[1])
+
+
+def _ours() -> set[int]:
+    """Live processes (not zombies) started by this test run, the pytest process excepted,
+    and its own multiprocessing helpers."""
+    me, mark = os.getpid(), f"{_MARK}={os.getpid()}".encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        try:
+            if mark not in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                continue
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        st = _stat(pid)
+        if st is None or st[0] == "Z":
+            continue
+        if st[1] == me and any(h in cmd for h in _OWN_HELPERS):
+            continue
+        found.add(pid)
+    return found
+
+
+def _describe(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        cmd = "?"
+    return f"{pid} ({cmd[:120]})"
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Fail a test that leaves a process it started alive (after a grace period), and end
+    those processes so the next test starts clean. Linux only (reads /proc)."""
+    if not Path("/proc/self/environ").exists():
+        yield
+        return
+    before = _ours()
+    yield
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    left = _ours() - before
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _ours() - before
+    if left:
+        described = [_describe(pid) for pid in sorted(left)]
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        pytest.fail("the test left processes alive: " + "; ".join(described), pytrace=False)

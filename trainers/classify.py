@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from freqdata.errors import UsageError
 from freqdata.nn import parameter_overhead, to_fdconv
 
 from . import get_gate
@@ -51,7 +52,9 @@ from .registry import create_model
 from .run import (
     RunLog,
     hardware,
+    last_epoch,
     make_optimizer,
+    open_run,
     pick_device,
     restore_training_state,
     save_checkpoint,
@@ -91,6 +94,7 @@ class ClassifyConfig:
     transport: str = "int16"
     out: str = "runs/classify"
     resume: bool = False
+    overwrite: bool = False  # replace a run already in out (else refused unless resume)
     device: str = "auto"
     amp: bool | None = None  # None: on CUDA
     channels_last: bool | None = None  # None: on
@@ -152,24 +156,26 @@ def _evaluate(
 
 
 def train_classify(
-    cfg: ClassifyConfig, on_log: Callable[[dict[str, Any]], None] | None = None
+    cfg: ClassifyConfig,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one classification run; returns the ``end`` log record.
 
     Writes ``cfg.out``/``log.jsonl``, ``last.pt`` and, for gate runs, ``heatmap.png``,
-    ``selection.json`` and ``preset.json``. ``on_log(record)`` sees every log record.
+    ``selection.json`` and ``preset.json``. ``on_log(record)`` sees every log record,
+    ``on_step`` the progress after each training step (:meth:`RunLog.step`). An ``out``
+    holding a run needs ``resume`` or ``overwrite`` (:func:`open_run`).
     """
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "last.pt"
-    log_path = out / "log.jsonl"
     device = pick_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else bool(cfg.amp)
     channels_last = True if cfg.channels_last is None else bool(cfg.channels_last)
     if cfg.gate and cfg.input != "dct":
-        raise ValueError("--gate needs --input dct")
+        raise UsageError("--gate needs --input dct")
     if cfg.conv not in CONVS:
-        raise ValueError(f"conv must be one of {', '.join(CONVS)}, got {cfg.conv!r}")
+        raise UsageError(f"conv must be one of {', '.join(CONVS)}, got {cfg.conv!r}")
+    ckpt_path, log_path = open_run(out, resume=cfg.resume, overwrite=cfg.overwrite)
 
     ckpt: dict[str, Any] | None = None
     if cfg.resume and ckpt_path.exists():
@@ -179,9 +185,7 @@ def train_classify(
         diff = [k for k in _RESUME_KEYS
                 if saved.get(k, getattr(ClassifyConfig, k, None)) != getattr(cfg, k)]  # fmt: skip
         if diff:
-            raise ValueError(f"cannot resume {ckpt_path}: different {', '.join(diff)}")
-    elif not cfg.resume and log_path.exists():
-        log_path.unlink()  # a fresh run starts a fresh log
+            raise UsageError(f"cannot resume {ckpt_path}: different {', '.join(diff)}")
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)  # process-wide
@@ -216,7 +220,7 @@ def train_classify(
         restore_training_state(ckpt, model, opt, sched, device, _generators(pipe))
         start_epoch, best = int(ckpt["epoch"]), float(ckpt.get("best_val_top1", 0.0))
 
-    log = RunLog(log_path, on_log)
+    log = RunLog(log_path, on_log, on_step)
 
     n_params = sum(p.numel() for p in model.parameters())
     log({
@@ -234,13 +238,13 @@ def train_classify(
         "hardware": hardware(),
     })  # fmt: skip
     limit = SMOKE_STEPS if cfg.smoke else None
-    last: dict[str, Any] = {}
+    last: dict[str, Any] = last_epoch(log_path) if ckpt is not None else {}
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         pipe.train.set_epoch(epoch)
         t0 = time.perf_counter()
         seen = loss_sum = correct = reg_sum = kept = 0.0
-        for batch in iterate(pipe.train, limit):
+        for step, batch in enumerate(iterate(pipe.train, limit), 1):
             x, y = pipe.augment_train(batch)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -261,6 +265,7 @@ def train_classify(
             loss_sum += float(loss.detach()) * len(y)
             correct += _topk(logits.detach(), y, 1)
             seen += len(y)
+            log.step(epoch + 1, cfg.epochs, step, steps_per_epoch, int(seen), loss_sum / seen)
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_s = time.perf_counter() - t0

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from freqdata.errors import UsageError
 from freqdata.loader import make_loader
 from freqdata.store import ImageStore, open_store
 from freqdata.transforms import DeviceAugment
@@ -97,18 +98,18 @@ def build_pipeline(
     vbs = val_batch_size or batch_size
     rgb = is_rgb_store(train_store)
     if input == "rgb" and not rgb:
-        raise ValueError(
+        raise UsageError(
             f"--input rgb needs an RGB store (freqdata train rgb-store), {train_store} is not one"
         )
     if input == "dct" and rgb:
-        raise ValueError(f"--input dct needs a DCT store, {train_store} is an RGB store")
+        raise UsageError(f"--input dct needs a DCT store, {train_store} is an RGB store")
     if val_store is not None and is_rgb_store(val_store) != rgb:
-        raise ValueError("the training and validation stores must be of the same kind")
+        raise UsageError("the training and validation stores must be of the same kind")
     if input == "rgb":
         return _rgb(train_store, val_store, batch_size, vbs, seed, crop, device, threads,
                     crop_step, transport)  # fmt: skip
     if input != "dct":
-        raise ValueError(f"input must be 'dct' or 'rgb', got {input!r}")
+        raise UsageError(f"input must be 'dct' or 'rgb', got {input!r}")
     return _dct(train_store, val_store, batch_size, vbs, seed, crop, transport, device, threads)
 
 
@@ -125,20 +126,20 @@ def _dct(
 ) -> Pipeline:
     train = open_store(train_path)
     if train.parts[0].name != "cubes":
-        raise ValueError("native-chroma stores are not supported by the trainer: encode "
+        raise UsageError("native-chroma stores are not supported by the trainer: encode "
                          "with --chroma full")  # fmt: skip
     grid = _dct_grid(train)
     if crop is not None:
         if crop % 8:
-            raise ValueError(f"DCT crops are whole 8x8 blocks: --crop {crop} is not a multiple "
+            raise UsageError(f"DCT crops are whole 8x8 blocks: --crop {crop} is not a multiple "
                              "of 8")  # fmt: skip
         blocks: tuple[int, int] | None = (crop // 8, crop // 8)
     else:
         blocks = grid
     if blocks is None:
-        raise ValueError(f"{train_path} holds whole images (ragged): give --crop")
+        raise UsageError(f"{train_path} holds whole images (ragged): give --crop")
     if transport not in ("int16", "int8"):
-        raise ValueError(f"transport must be int16 or int8, got {transport!r}")
+        raise UsageError(f"transport must be int16 or int8, got {transport!r}")
     tr = Int8Transport.from_store(train) if transport == "int8" else None
     c = len(train.channel_names)
     kw = dict(crop_blocks=blocks, transport=tr, threads=threads, num_workers=0)
@@ -148,7 +149,7 @@ def _dct(
     if val_path is not None:
         val = open_store(val_path)
         if val.channel_names != train.channel_names:
-            raise ValueError("the validation store has other channels than the training store")
+            raise UsageError("the validation store has other channels than the training store")
         val_loader = make_loader(val, batch_size=val_batch_size, shuffle=False, seed=seed,
                                  crop="center", **kw)  # fmt: skip
     aug_train = DeviceAugment(train, device, train=True, seed=seed, transport=tr)
@@ -191,7 +192,7 @@ def _rgb(
     transport: str,
 ) -> Pipeline:
     if transport != "int16":
-        raise ValueError("--transport applies to DCT stores (RGB travels as uint8)")
+        raise UsageError("--transport applies to DCT stores (RGB travels as uint8)")
     train = RGBStore(train_path)
     size = (crop, crop) if crop is not None else train.grid
     if crop_step is None:  # one step = one 8x8 block of a DCT crop with twice the resolution

@@ -48,6 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from freqdata.errors import UsageError
+
 from .registry import create_model
 
 __all__ = ["ASPP", "DeepLabV3Plus", "forward_flops", "resample"]
@@ -137,9 +139,9 @@ class DeepLabV3Plus(nn.Module):
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+            raise UsageError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         if truncate is not None and truncate < 1:
-            raise ValueError(f"truncate must be a positive grid size, got {truncate}")
+            raise UsageError(f"truncate must be a positive grid size, got {truncate}")
         self.pixels_per_position = 8 if input == "dct" else 1  # image pixels per input position
         net = create_model(backbone, input=input, in_channels=in_channels, num_classes=1,
                            width=width, **backbone_kw)  # fmt: skip

@@ -31,6 +31,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
+from freqdata.errors import StoreError, UsageError
 from freqdata.masks import full_image_masks, load_coco
 from freqdata.masks.coco import Annotations
 from freqdata.masks.store import match_images
@@ -62,7 +63,7 @@ def canvas_annotations(
     """
     geom = parse_geometry(geometry)
     if geom.resize is None or geom.crop is None or geom.crop != geom.resize:
-        raise ValueError(f"the mask trainer needs a square canvas geometry S:S, got {geometry!r}")
+        raise UsageError(f"the mask trainer needs a square canvas geometry S:S, got {geometry!r}")
     c = geom.crop
     src = load_coco(annotations)
     out: dict[str, Any] = {k: copy.deepcopy(v) for k, v in src.items()
@@ -199,10 +200,10 @@ class MaskData:
         self.rgb = is_rgb_store(store)
         self.store: Any = RGBStore(store) if self.rgb else open_store(store)
         if not self.rgb and self.store.parts[0].grid is None:
-            raise ValueError(f"{store} holds ragged images: encode it with --geometry S:S")
+            raise UsageError(f"{store} holds ragged images: encode it with --geometry S:S")
         geometry = self.store.config.get("geometry")
         if not isinstance(geometry, str):
-            raise ValueError(f"{store} has no S:C geometry (got {geometry!r})")
+            raise UsageError(f"{store} has no S:C geometry (got {geometry!r})")
         self.coco = canvas_annotations(annotations, geometry)
         self.size = int(self.coco["canvas"]["size"])
         by_image: dict[int, list[dict[str, Any]]] = {}
@@ -221,14 +222,14 @@ class MaskData:
                 self.rows.append(row)
                 self.anns.append(by_image[iid][:max_instances] if max_instances else by_image[iid])
         if not self.image_ids:
-            raise ValueError(f"no image of the annotations is in {store}")
+            raise StoreError(f"no image of the annotations is in {store}")
         stats = self.store
         if stats_store is not None:
             stats = RGBStore(stats_store) if self.rgb else open_store(stats_store)
         self.mean = torch.tensor(np.asarray(stats.mean, np.float32))[:, None, None]
         self.std = torch.tensor(np.asarray(stats.std, np.float32))[:, None, None]
         if self.mean.shape[0] != (3 if self.rgb else len(self.store.channel_names)):
-            raise ValueError(f"{stats_store} has other channels than {store}")
+            raise UsageError(f"{stats_store} has other channels than {store}")
         self.in_channels = 3 if self.rgb else len(self.store.channel_names)
         self.input = "rgb" if self.rgb else "dct"
 

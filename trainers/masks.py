@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from freqdata.errors import UsageError
+
 from .fpn import MaskBackbone
 from .mask_data import MaskBatch, MaskData, jitter_boxes
 from .mask_eval import MaskEvaluator, paste
@@ -53,7 +55,9 @@ from .roi_align import MultiScaleRoIAlign, roi_align
 from .run import (
     RunLog,
     hardware,
+    last_epoch,
     make_optimizer,
+    open_run,
     pick_device,
     restore_training_state,
     save_checkpoint,
@@ -101,6 +105,7 @@ class MasksConfig:
     eval_every: int = 1
     out: str = "runs/masks"
     resume: bool = False
+    overwrite: bool = False  # replace a run already in out (else refused unless resume)
     device: str = "auto"
     amp: bool | None = None  # None: on CUDA
     torch_threads: int | None = None
@@ -180,24 +185,27 @@ def _evaluate(
 
 
 def train_masks(
-    cfg: MasksConfig, on_log: Callable[[dict[str, Any]], None] | None = None
+    cfg: MasksConfig,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one mask-head run; returns the ``end`` log record. Writes
-    ``cfg.out``/``log.jsonl`` and ``last.pt``; ``on_log(record)`` sees every record."""
+    ``cfg.out``/``log.jsonl`` and ``last.pt``; ``on_log(record)`` sees every record,
+    ``on_step`` the progress after each training step. An ``out`` holding a run needs
+    ``resume`` or ``overwrite`` (:func:`~freqdata.trainers.run.open_run`)."""
     if cfg.head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {cfg.head!r}")
+        raise UsageError(f"head must be one of {', '.join(HEADS)}, got {cfg.head!r}")
     if cfg.input not in ("dct", "rgb"):
-        raise ValueError(f"input must be dct or rgb, got {cfg.input!r}")
+        raise UsageError(f"input must be dct or rgb, got {cfg.input!r}")
     if cfg.batch_size < 1 or cfg.epochs < 1 or cfg.eval_every < 1:
-        raise ValueError("batch_size, epochs and eval_every must be >= 1")
+        raise UsageError("batch_size, epochs and eval_every must be >= 1")
     if (cfg.val_store is None) != (cfg.val_annotations is None):
-        raise ValueError("give both val_store and val_annotations, or neither")
+        raise UsageError("give both val_store and val_annotations, or neither")
     for p in (cfg.store, cfg.annotations, cfg.val_store, cfg.val_annotations):
         if p is not None and not Path(p).exists():
-            raise FileNotFoundError(f"{p} does not exist")
+            raise UsageError(f"{p} does not exist")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out / "last.pt", out / "log.jsonl"
+    ckpt_path, log_path = open_run(out, resume=cfg.resume, overwrite=cfg.overwrite)
     device = pick_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else bool(cfg.amp)
 
@@ -206,21 +214,19 @@ def train_masks(
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         diff = [k for k in _RESUME_KEYS if ckpt["config"].get(k) != getattr(cfg, k)]
         if diff:
-            raise ValueError(f"cannot resume {ckpt_path}: different {', '.join(diff)}")
-    elif not cfg.resume and log_path.exists():
-        log_path.unlink()
+            raise UsageError(f"cannot resume {ckpt_path}: different {', '.join(diff)}")
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     train = MaskData(cfg.store, cfg.annotations, max_instances=cfg.max_instances)
     if train.input != cfg.input:
-        raise ValueError(f"--input {cfg.input} but {cfg.store} is a {train.input} store")
+        raise UsageError(f"--input {cfg.input} but {cfg.store} is a {train.input} store")
     val = None
     if cfg.val_store is not None:
         val = MaskData(cfg.val_store, cfg.val_annotations, stats_store=cfg.store)
     if val is not None and (val.input != train.input or val.size != train.size):
-        raise ValueError("the validation store must be of the same kind and canvas as the "
+        raise UsageError("the validation store must be of the same kind and canvas as the "
                          "training store")  # fmt: skip
     model = MaskModel(
         cfg.head, cfg.input, train.in_channels, train.size, model=cfg.model, width=cfg.width,
@@ -231,7 +237,7 @@ def train_masks(
                          momentum=cfg.momentum)
     steps_per_epoch = len(train) // cfg.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(f"{len(train)} training images for batch size {cfg.batch_size}")
+        raise UsageError(f"{len(train)} training images for batch size {cfg.batch_size}")
     if cfg.smoke:
         steps_per_epoch = min(steps_per_epoch, SMOKE_STEPS)
     total = cfg.epochs * steps_per_epoch
@@ -242,7 +248,7 @@ def train_masks(
         restore_training_state(ckpt, model, opt, sched, device)
         start_epoch, best = int(ckpt["epoch"]), float(ckpt.get("best_AP", 0.0))
 
-    log = RunLog(log_path, on_log)
+    log = RunLog(log_path, on_log, on_step)
 
     log({
         "event": "resume" if ckpt is not None else "start",
@@ -261,7 +267,7 @@ def train_masks(
         "amp": amp,
         "hardware": hardware(),
     })  # fmt: skip
-    last: dict[str, Any] = {}
+    last: dict[str, Any] = last_epoch(log_path) if ckpt is not None else {}
     size = (train.size, train.size)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -288,6 +294,8 @@ def train_masks(
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * m
             images += len(b.image_ids)
             instances += m
+            log.step(epoch + 1, cfg.epochs, step + 1, steps_per_epoch, images,
+                     sums["loss"] / max(instances, 1))  # fmt: skip
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_s = time.perf_counter() - t0

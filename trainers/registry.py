@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from torch import nn
 
+from freqdata.errors import UsageError
+
 __all__ = ["INPUTS", "create_model", "list_models", "register_model"]
 
 INPUTS = ("dct", "rgb")
@@ -64,17 +66,17 @@ def create_model(
     """
     _load()
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(sorted(_MODELS))}")
+        raise UsageError(f"unknown model {name!r}: choose one of {', '.join(sorted(_MODELS))}")
     if input not in INPUTS:
-        raise ValueError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
+        raise UsageError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
     if input == "rgb":
         if in_channels not in (None, 3):
-            raise ValueError(f"RGB models take 3 input channels, got in_channels={in_channels}")
+            raise UsageError(f"RGB models take 3 input channels, got in_channels={in_channels}")
         if gate:
-            raise ValueError("the channel gate selects DCT frequency channels: use input='dct'")
+            raise UsageError("the channel gate selects DCT frequency channels: use input='dct'")
         in_channels = 3
     elif in_channels is None or in_channels < 1:
-        raise ValueError("DCT models need in_channels (the store's channel count C)")
+        raise UsageError("DCT models need in_channels (the store's channel count C)")
     return _MODELS[name](
         input=input, in_channels=in_channels, num_classes=num_classes, gate=gate, **kw
     )

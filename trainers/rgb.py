@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import zarr
 
+from freqdata.errors import UsageError
 from freqdata.loader import BatchRequest, StoreSampler
 from freqdata.pixels import load_ycbcr, parse_geometry
 from freqdata.shards import ShardReader
@@ -93,10 +94,10 @@ def encode_rgb(
     """
     geo = parse_geometry(geometry)
     if geo.crop is None:
-        raise ValueError(f"RGB stores need a crop geometry (S:C), got {geometry!r}")
+        raise UsageError(f"RGB stores need a crop geometry (S:C), got {geometry!r}")
     sources = src if isinstance(src, Sources) else list_sources(src)
     if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"{out} exists: pass overwrite=True to replace it")
+        raise UsageError(f"{out} exists: pass overwrite=True to replace it")
     c = geo.crop
     g = zarr.open_group(str(out), mode="w", zarr_format=3)
     images = g.create_array(
@@ -228,7 +229,7 @@ class RGBLoader:
         self.sampler = sampler
         self.crop_size = crop_size or store.grid
         if self.crop_size[0] > store.grid[0] or self.crop_size[1] > store.grid[1]:
-            raise ValueError(f"crop {self.crop_size} larger than the stored {store.grid}")
+            raise UsageError(f"crop {self.crop_size} larger than the stored {store.grid}")
         self.crop = crop
         self.crop_step = max(int(crop_step), 1)
         self.prefetch = prefetch

@@ -4,7 +4,11 @@
 * :func:`make_optimizer` — SGD (momentum, Nesterov) or AdamW, weight decay on weights only
   (parameters with ``ndim > 1``), none on biases and norm parameters;
 * :func:`warmup_cosine` — the per-step learning-rate factor: linear warm-up, then cosine;
-* :class:`RunLog` — JSON lines appended to ``OUT/log.jsonl`` and passed to a callback;
+* :func:`open_run` — the run folder: refuses to replace a run unless asked to resume or
+  overwrite it; :func:`last_epoch` — the last ``epoch`` record of a log (a finished run's
+  final metrics when it is resumed);
+* :class:`RunLog` — JSON lines appended to ``OUT/log.jsonl`` and passed to a callback, and
+  per-step progress (:meth:`RunLog.step`) passed to another;
 * :func:`save_checkpoint` — atomic ``torch.save`` (write to a temporary file, then rename);
   :func:`training_state` / :func:`restore_training_state` — what an exact resume needs
   (model, optimizer, scheduler, the run's generators, the global torch / CUDA RNG states);
@@ -27,8 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["RunLog", "hardware", "make_optimizer", "pick_device", "restore_training_state",
-           "save_checkpoint", "training_state", "warmup_cosine"]  # fmt: skip
+from freqdata.errors import UsageError
+
+__all__ = ["RunLog", "hardware", "last_epoch", "make_optimizer", "open_run", "pick_device",
+           "restore_training_state", "save_checkpoint", "training_state",
+           "warmup_cosine"]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -68,7 +75,7 @@ def make_optimizer(
     name: str, model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9
 ) -> torch.optim.Optimizer:
     """``"sgd"`` (Nesterov momentum) or ``"adamw"`` over ``model``'s trainable parameters;
-    weight decay on weights (``ndim > 1``) only. ``ValueError`` for another name."""
+    weight decay on weights (``ndim > 1``) only. :class:`UsageError` for another name."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -79,7 +86,7 @@ def make_optimizer(
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    raise UsageError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
 
 
 def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
@@ -96,18 +103,68 @@ def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
     return f
 
 
-class RunLog:
-    """``log(record)``: one JSON line appended to ``path``, then ``on_log(record)`` if given."""
+def open_run(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, Path]:
+    """Create the run folder ``out``; returns its ``(checkpoint, log)`` paths
+    (``last.pt``, ``log.jsonl``).
 
-    def __init__(self, path: Path, on_log: Callable[[dict[str, Any]], None] | None = None) -> None:
+    A folder that already holds a run (either file) is refused with :class:`UsageError`
+    unless ``resume`` (continue it) or ``overwrite`` (its checkpoint and log are deleted
+    first), so a finished run is never replaced by accident.
+    """
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    ckpt, log = out / "last.pt", out / "log.jsonl"
+    held = [p.name for p in (ckpt, log) if p.exists()]
+    if held and not resume:
+        if not overwrite:
+            raise UsageError(f"{out} holds a run ({', '.join(held)}): use --resume to continue "
+                             "it or --overwrite to replace it")  # fmt: skip
+        for p in (ckpt, log):
+            p.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return ckpt, log
+
+
+def last_epoch(log: Path) -> dict[str, Any]:
+    """The last ``{"event": "epoch", ...}`` record of the JSON-lines ``log`` ({} if none)."""
+    last: dict[str, Any] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            rec = json.loads(line) if line.strip() else {}
+            if rec.get("event") == "epoch":
+                last = rec
+    return last
+
+
+class RunLog:
+    """``log(record)``: one JSON line appended to ``path``, then ``on_log(record)`` if given.
+
+    ``log.step(...)`` reports progress within an epoch to ``on_step`` (not to the file)."""
+
+    def __init__(
+        self,
+        path: Path,
+        on_log: Callable[[dict[str, Any]], None] | None = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.path = path
         self.on_log = on_log
+        self.on_step = on_step
 
     def __call__(self, rec: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(rec) + "\n")
         if self.on_log is not None:
             self.on_log(rec)
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int, samples: int,
+             loss: float) -> None:
+        """After training step ``step`` (1-based) of ``steps`` in epoch ``epoch`` (1-based)
+        of ``epochs``: ``on_step({"epoch", "epochs", "step", "steps", "samples", "loss"})``
+        with the epoch's samples so far and the running mean loss."""
+        if self.on_step is not None:
+            self.on_step({"epoch": epoch, "epochs": epochs, "step": step, "steps": steps,
+                          "samples": samples, "loss": loss})  # fmt: skip
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -53,13 +53,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from freqdata.errors import UsageError
 from freqdata.masks.weak import IGNORE_INDEX, relative_ce_loss_rate
 
 from .deeplab import DeepLabV3Plus, forward_flops
 from .run import (
     RunLog,
     hardware,
+    last_epoch,
     make_optimizer,
+    open_run,
     pick_device,
     restore_training_state,
     save_checkpoint,
@@ -112,6 +115,7 @@ class SemanticConfig:
     rce_nus: tuple[int, ...] = RCE_NUS
     out: str = "runs/semantic"
     resume: bool = False
+    overwrite: bool = False  # replace a run already in out (else refused unless resume)
     device: str = "auto"
     amp: bool | None = None  # None: on CUDA
     channels_last: bool | None = None  # None: on
@@ -245,27 +249,32 @@ def _label_quality(data: SemanticData) -> float:
 
 def _check(cfg: SemanticConfig) -> None:
     if cfg.labels not in ("full", "blockwise"):
-        raise ValueError(f"labels must be full or blockwise, got {cfg.labels!r}")
+        raise UsageError(f"labels must be full or blockwise, got {cfg.labels!r}")
     if cfg.labels == "blockwise" and cfg.nu_max is None:
-        raise ValueError("--labels blockwise needs --nu-max")
+        raise UsageError("--labels blockwise needs --nu-max")
     if cfg.labels == "full" and cfg.nu_max is not None:
-        raise ValueError("--nu-max applies to --labels blockwise")
+        raise UsageError("--nu-max applies to --labels blockwise")
     if cfg.conv not in ("conv", "fdconv"):
-        raise ValueError(f"conv must be conv or fdconv, got {cfg.conv!r}")
+        raise UsageError(f"conv must be conv or fdconv, got {cfg.conv!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.val_every < 1:
-        raise ValueError("epochs, batch size and val-every must be positive")
+        raise UsageError("epochs, batch size and val-every must be positive")
 
 
 def train_semantic(
-    cfg: SemanticConfig, on_log: Callable[[dict[str, Any]], None] | None = None
+    cfg: SemanticConfig,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one semantic-segmentation run; returns the ``end`` log record.
 
-    Writes ``cfg.out``/``log.jsonl`` and ``last.pt``; ``on_log(record)`` sees every record.
-    Bad options raise ``ValueError`` before anything is trained.
+    Writes ``cfg.out``/``log.jsonl`` and ``last.pt``; ``on_log(record)`` sees every record,
+    ``on_step`` the progress after each training step. Bad options raise
+    :class:`~freqdata.errors.UsageError` before anything is trained; an ``out`` holding a run
+    needs ``resume`` or ``overwrite`` (:func:`~freqdata.trainers.run.open_run`).
     """
     _check(cfg)
     out = Path(cfg.out)
+    ckpt_path, log_path = open_run(out, resume=cfg.resume, overwrite=cfg.overwrite)
     device = pick_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else bool(cfg.amp)
     channels_last = True if cfg.channels_last is None else bool(cfg.channels_last)
@@ -275,17 +284,13 @@ def train_semantic(
         cfg.input, cfg.store, cfg.val_store, train_masks=cfg.masks, val_masks=cfg.val_masks,
         classes=cfg.classes, nu_max=cfg.nu_max if cfg.labels == "blockwise" else None,
     )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out / "last.pt", out / "log.jsonl"
     ckpt: dict[str, Any] | None = None
     if cfg.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         saved = ckpt["config"]
         diff = [k for k in _RESUME_KEYS if saved.get(k) != getattr(cfg, k)]
         if diff:
-            raise ValueError(f"cannot resume {ckpt_path}: different {', '.join(diff)}")
-    elif not cfg.resume and log_path.exists():
-        log_path.unlink()  # a fresh run starts a fresh log
+            raise UsageError(f"cannot resume {ckpt_path}: different {', '.join(diff)}")
 
     torch.manual_seed(cfg.seed)
     model: nn.Module = DeepLabV3Plus(
@@ -314,7 +319,7 @@ def train_semantic(
         restore_training_state(ckpt, model, opt, sched, device, [augment.generator])
         start_epoch, best = int(ckpt["epoch"]), float(ckpt["best_val_miou"])
 
-    log = RunLog(log_path, on_log)
+    log = RunLog(log_path, on_log, on_step)
 
     probe = torch.zeros(1, data.in_channels, *_input_size(data), device=device)
     flops = forward_flops(model, probe)
@@ -340,7 +345,7 @@ def train_semantic(
         "hardware": hardware(),
     })  # fmt: skip
     limit = SMOKE_STEPS if cfg.smoke else None
-    last: dict[str, Any] = {}
+    last: dict[str, Any] = last_epoch(log_path) if ckpt is not None else {}
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         loader.set_epoch(epoch)
@@ -361,6 +366,7 @@ def train_semantic(
             sched.step()
             loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
+            log.step(epoch + 1, cfg.epochs, i + 1, steps_per_epoch, int(seen), loss_sum / seen)
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_s = time.perf_counter() - t0

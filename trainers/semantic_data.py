@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from freqdata.errors import StoreError, UsageError
 from freqdata.loader import StoreSampler
 from freqdata.masks.store import MaskStore, match_images, open_mask_store
 from freqdata.masks.weak import IGNORE_INDEX, blockwise
@@ -76,7 +77,7 @@ def label_geometry(label_map: np.ndarray, geometry: str) -> np.ndarray:
     (nearest neighbour; no EXIF rotation: COCO annotations are in the stored pixel frame)."""
     geo = parse_geometry(geometry)
     if geo.crop is None:
-        raise ValueError(f"semantic stores need a crop geometry S:C, got {geometry!r}")
+        raise UsageError(f"semantic stores need a crop geometry S:C, got {geometry!r}")
     lab = np.asarray(label_map)
     h, w = lab.shape
     (x0, y0, x1, y1), (ow, oh), _ = _plan(geo, w, h, None)
@@ -100,7 +101,7 @@ def class_table(categories: list[dict[str, Any]], classes: str) -> tuple[np.ndar
         chosen = [s.strip() for s in classes.split(",") if s.strip()]
         unknown = [s for s in chosen if s not in by_name]
         if unknown or not chosen:
-            raise ValueError(f"unknown classes {unknown or classes!r}: choose 'all' or names "
+            raise UsageError(f"unknown classes {unknown or classes!r}: choose 'all' or names "
                              f"from {', '.join(sorted(by_name))}")  # fmt: skip
     for k, name in enumerate(chosen, start=1):
         lut[by_name[name]] = k
@@ -154,16 +155,16 @@ def _open_images(path: str | Path, input: str) -> ImageStore | RGBStore:
     rgb = is_rgb_store(path)
     if input == "rgb":
         if not rgb:
-            raise ValueError(f"--input rgb needs an RGB store (freqdata train rgb-store), "
+            raise UsageError(f"--input rgb needs an RGB store (freqdata train rgb-store), "
                              f"{path} is not one")  # fmt: skip
         return RGBStore(path)
     if input != "dct":
-        raise ValueError(f"input must be 'dct' or 'rgb', got {input!r}")
+        raise UsageError(f"input must be 'dct' or 'rgb', got {input!r}")
     if rgb:
-        raise ValueError(f"--input dct needs a DCT store, {path} is an RGB store")
+        raise UsageError(f"--input dct needs a DCT store, {path} is an RGB store")
     store = open_store(path)
     if store.parts[0].name != "cubes" or store.parts[0].grid is None:
-        raise ValueError(f"{path}: the semantic trainer needs fixed-size full-chroma cubes "
+        raise UsageError(f"{path}: the semantic trainer needs fixed-size full-chroma cubes "
                          "(encode with --geometry S:C --chroma full)")  # fmt: skip
     return store
 
@@ -178,13 +179,13 @@ def _split(
     store = _open_images(image_path, input)
     masks = open_mask_store(mask_path if mask_path is not None else image_path)
     if not masks.nus:
-        raise ValueError(f"{masks.path} has no category maps: encode it with --weak (e.g. 8)")
+        raise StoreError(f"{masks.path} has no category maps: encode it with --weak (e.g. 8)")
     lut, names = class_table(masks.categories, classes)
     geometry = str(store.config.get("geometry"))
     paths = store.paths
     rows, mrows = _mask_rows(paths, masks)
     if len(rows) == 0:
-        raise ValueError(f"no sample of {image_path} has annotations in {masks.path} "
+        raise StoreError(f"no sample of {image_path} has annotations in {masks.path} "
                          "(matched by file name and COCO id)")  # fmt: skip
     full = np.stack([lut[label_geometry(masks.weak_full(int(j)), geometry)] for j in mrows])
     train = full if nu_max is None else np.stack([blockwise(m, nu_max) for m in full])
@@ -204,18 +205,18 @@ def build_semantic_data(
     """Open the splits (module docstring). ``*_masks``: mask stores (None: the image store's
     ``masks`` group); ``nu_max``: train on block-wise labels (None: full labels)."""
     if nu_max is not None and nu_max < 0:
-        raise ValueError(f"nu_max must be >= 0, got {nu_max}")
+        raise UsageError(f"nu_max must be >= 0, got {nu_max}")
     train, names, geometry = _split(train_store, train_masks, input, classes, nu_max)
     val = None
     if val_store is not None:
         val, vnames, vgeo = _split(val_store, val_masks, input, classes, None)
         if vnames != names:
-            raise ValueError(f"training classes {names} and validation classes {vnames} differ")
+            raise UsageError(f"training classes {names} and validation classes {vnames} differ")
         if vgeo != geometry:
-            raise ValueError(f"training geometry {geometry} and validation geometry {vgeo} "
+            raise UsageError(f"training geometry {geometry} and validation geometry {vgeo} "
                              "differ")  # fmt: skip
         if val.store.channel_names != train.store.channel_names:
-            raise ValueError("the validation store has other channels than the training store")
+            raise UsageError("the validation store has other channels than the training store")
     size = tuple(int(v) for v in train.full.shape[1:])
     return SemanticData(
         input=input, train=train, val=val, num_classes=len(names), class_names=names,
@@ -296,7 +297,7 @@ class SemanticAugment:
         crop: int | None = None,
     ) -> None:
         if crop is not None and (crop < 8 or crop % 8):
-            raise ValueError(f"crops are whole 8x8 blocks: --crop {crop} is not a multiple of 8")
+            raise UsageError(f"crops are whole 8x8 blocks: --crop {crop} is not a multiple of 8")
         self.device = torch.device(device)
         self.train = train
         self.crop = crop
@@ -313,7 +314,7 @@ class SemanticAugment:
     def _crop(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c, (h, w) = int(self.crop), y.shape[-2:]  # type: ignore[arg-type]
         if c > h or c > w:
-            raise ValueError(f"crop {c} is larger than the stored {h}x{w} pixels")
+            raise UsageError(f"crop {c} is larger than the stored {h}x{w} pixels")
         b = y.shape[0]
         oy = 8 * torch.randint(0, (h - c) // 8 + 1, (b,), generator=self.generator,
                                device=self.device)  # fmt: skip
