@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from freqdata.cli.common import EXIT_OK, EXIT_SOME_FAILED, console, fail, human, int_list
+from freqdata.errors import DataError
+from freqdata.limits import DEFAULT_MAX_PIXELS
 
 
 def encode_masks_cmd(
@@ -45,11 +47,16 @@ def encode_masks_cmd(
         help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N (a "
              "LocalCluster of N workers). Needs dask[distributed]; see docs/scale-out.md.")]
     = None,
+    max_pixels: Annotated[int, typer.Option(
+        help="Refuse images larger than this (height x width) and polygons whose rasterization "
+             "needs more points; recorded as failed annotations (same limit as encode "
+             "images).")] = DEFAULT_MAX_PIXELS,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Encode COCO instance masks (DCT-Mask, PatchDCT, block-wise labels) into a Zarr store.
 
-    Prints a summary. Exit 1 if some annotations could not be encoded (see the error log).
+    Prints a summary. Exit 1 if some annotations could not be encoded (see the error log),
+    2 for bad options or a file that is not COCO (nothing written).
     """
     from rich.progress import (
         BarColumn,
@@ -89,8 +96,11 @@ def encode_masks_cmd(
             summary = encode_masks(annotations, out, into=into, k=k, n=n, method=method,
                                    patch=patch, weak=nus, include_crowd=include_crowd,
                                    overwrite=overwrite, resume=resume, scheduler=scheduler,
-                                   on_progress=on_progress)
-        except (ValueError, FileExistsError, FileNotFoundError, json.JSONDecodeError) as e:
+                                   on_progress=on_progress, max_pixels=max_pixels)
+        except DataError as e:  # a store that cannot be used (resume, --into): exit 1
+            console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            raise typer.Exit(EXIT_SOME_FAILED) from None
+        except (ValueError, FileExistsError, FileNotFoundError) as e:  # UsageError and options
             fail(str(e))
     table = Table(title=f"freqdata encode masks → {summary.out}", show_header=False)
     reasons: dict[str, int] = {}

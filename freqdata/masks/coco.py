@@ -25,10 +25,26 @@ The box is the annotation's COCO ``bbox`` ``[x, y, w, h]`` (float pixels; xyxy =
 * ``"no valid polygon"`` — polygon parts with fewer than 3 points (6 numbers) or an odd
   length are dropped, as detectron2's COCO loader does (pycocotools would read a 4-number
   first part as a *bbox*); an instance left with none is skipped;
-* ``"bad segmentation"`` — a segmentation that is neither a polygon list nor an RLE dict.
+* ``"bad segmentation"`` — a segmentation that is neither a polygon list of numbers nor a
+  decodable RLE dict (:func:`freqdata.masks.rle.rle_problem`);
+* ``"out of range"`` — a non-finite coordinate, a polygon vertex or box corner further than
+  :data:`COORDINATE_RANGE` (4) image sizes from the origin (``|x| <= 4 W``, ``|y| <= 4 H``),
+  or (``"box"``) a vertex further than 4 box sizes from the box corner;
+* ``"too large"`` — the image has more than ``max_pixels`` pixels (``H * W``, the limit
+  of the image encoder), or the polygon's outline needs more than ``max_pixels`` points
+  in pycocotools' rasterizer (:func:`outline_points`, on the image grid or the K x K box
+  grid).
 
-The same polygon filtering is used for :func:`full_image_masks`, so the ground truth and
-the box masks describe the same shape.
+Why: pycocotools' rasterizer (``rleFrPoly``) has no checks. It converts 5x the coordinates
+to C ``int`` (a vertex at 1e8 in a small box overflows: a segmentation fault) and allocates
+two ints per point of the outline drawn on a 5x grid (a few huge edges: gigabytes). So
+every polygon is measured here before pycocotools sees it, and refused rather than
+clipped. Real COCO polygons stay inside their box (measured on coco-mini: no vertex
+further than 1e-14 box sizes outside), far from either bound.
+
+The same polygon filtering and checks are used for :func:`full_image_masks`, so the ground
+truth and the box masks describe the same shape, and load :func:`load_coco` refuses a file
+whose structure is not COCO's (:class:`~freqdata.errors.UsageError`).
 """
 
 from __future__ import annotations
@@ -43,25 +59,42 @@ from typing import Any
 import numpy as np
 import pycocotools.mask as mask_utils
 
+from freqdata.errors import InputError, UsageError
+from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.masks.resample import crop_resize
-from freqdata.masks.rle import dct_encode_rle
+from freqdata.masks.rle import dct_encode_rle, rle_problem
 
 __all__ = [
+    "COORDINATE_RANGE",
     "METHODS",
     "SKIP_BAD_SEGMENTATION",
     "SKIP_CROWD",
     "SKIP_DEGENERATE_BOX",
     "SKIP_NO_POLYGON",
+    "SKIP_OUT_OF_RANGE",
+    "SKIP_TOO_LARGE",
     "MaskInstances",
+    "bbox_problem",
     "full_image_masks",
+    "image_problem",
     "load_coco",
     "load_instances",
+    "outline_points",
+    "polygon_problem",
 ]
 
 SKIP_CROWD = "crowd"
 SKIP_DEGENERATE_BOX = "degenerate box"
 SKIP_NO_POLYGON = "no valid polygon"
 SKIP_BAD_SEGMENTATION = "bad segmentation"
+SKIP_OUT_OF_RANGE = "out of range"
+SKIP_TOO_LARGE = "too large"
+
+COORDINATE_RANGE = 4
+"""Coordinates must lie within this many image sizes of the image origin (``|x| <= 4 W``,
+``|y| <= 4 H``) and, for the ``"box"`` rasterization, within this many box sizes of the box
+corner."""
+_RASTER_SCALE = 5  # pycocotools' rleFrPoly draws the outline on a 5x finer grid
 
 METHODS = ("box", "crop")
 _CHUNK = 1024  # instances rasterized per pycocotools batch
@@ -86,7 +119,9 @@ class MaskInstances:
     * :attr:`masks`: ``(M, k, k)`` uint8 in {0, 1} (row = y, column = x inside the box),
       decoded from ``rles`` on first access and cached;
     * ``k``, ``method``: the grid size and ``"box"`` / ``"crop"``;
-    * ``skipped``: ``(ann_id, reason)`` for every annotation left out (module docstring);
+    * ``skipped``: ``(ann_id, reason)`` for every annotation left out (module docstring;
+      ``"out of range"``, ``"too large"`` and ``"bad segmentation"`` reasons carry a
+      ``": detail"``);
       :attr:`skipped_counts` tallies the reasons, :attr:`crowd_skipped` the crowd ones.
 
     :meth:`dct_vectors` gives the DCT-Mask vectors straight from the RLEs (the fast path:
@@ -154,8 +189,8 @@ class MaskInstances:
 
     @property
     def skipped_counts(self) -> dict[str, int]:
-        """Number of skipped annotations per reason."""
-        return dict(Counter(reason for _, reason in self.skipped))
+        """Number of skipped annotations per reason (the text before any ``": detail"``)."""
+        return dict(Counter(reason.split(":", 1)[0] for _, reason in self.skipped))
 
     @property
     def crowd_skipped(self) -> int:
@@ -165,39 +200,199 @@ class MaskInstances:
 
 def load_coco(annotations: Annotations) -> dict[str, Any]:
     """The COCO dataset dict from a path to an ``instances_*.json`` file, or the dict itself
-    (a ``pycocotools.coco.COCO`` object's ``.dataset`` works too)."""
+    (a ``pycocotools.coco.COCO`` object's ``.dataset`` works too).
+
+    The structure is checked (entries are checked later, one by one): a JSON object with
+    ``images`` and ``annotations`` lists and, when present (required by
+    :func:`freqdata.masks.validate_annotations`, i.e. for encoding), a ``categories`` list
+    of objects with unique integer ``id`` s; image ids unique. Anything else — invalid
+    JSON, a top-level list, a missing or ill-typed key, a category without id, a duplicate
+    id — raises :class:`~freqdata.errors.UsageError` naming the problem (nothing is encoded
+    from a file that is not COCO).
+    """
     if isinstance(annotations, dict):
-        return annotations
-    dataset = getattr(annotations, "dataset", None)
-    if isinstance(dataset, dict):
-        return dataset
-    with open(annotations, encoding="utf-8") as f:
-        return json.load(f)
+        dataset = annotations
+    elif isinstance(getattr(annotations, "dataset", None), dict):
+        dataset = annotations.dataset  # type: ignore[union-attr]
+    else:
+        try:
+            with open(annotations, encoding="utf-8") as f:
+                dataset = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(
+                f"{annotations}: not a COCO annotation file (invalid JSON: {e})"
+            ) from None
+    _check_structure(dataset, str(annotations) if isinstance(annotations, str | Path) else "")
+    return dataset
+
+
+def _check_structure(dataset: Any, name: str) -> None:
+    where = f"{name}: " if name else ""
+    if not isinstance(dataset, dict):
+        raise UsageError(
+            f"{where}COCO annotations must be a JSON object with images, annotations and "
+            f"categories; got a {type(dataset).__name__}"
+        )
+    for key in ("images", "annotations", "categories"):
+        if key == "categories" and key not in dataset:
+            continue
+        if not isinstance(dataset.get(key), list):
+            what = "missing" if key not in dataset else f"a {type(dataset[key]).__name__}"
+            raise UsageError(f"{where}COCO '{key}' must be a list; it is {what}")
+    seen: set[int] = set()
+    for j, c in enumerate(dataset.get("categories", [])):
+        cid = c.get("id") if isinstance(c, dict) else None
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            raise UsageError(f"{where}category #{j} has no integer id: {c!r:.80}")
+        if cid in seen:
+            raise UsageError(f"{where}duplicate category id {cid}")
+        seen.add(cid)
+    seen.clear()
+    for im in dataset["images"]:
+        iid = im.get("id") if isinstance(im, dict) else None
+        if isinstance(iid, int) and not isinstance(iid, bool):
+            if iid in seen:
+                raise UsageError(f"{where}duplicate image id {iid}")
+            seen.add(iid)
+
+
+def outline_points(parts: Sequence[np.ndarray]) -> int:
+    """Points pycocotools' ``rleFrPoly`` draws (and allocates two C ints for) to rasterize
+    these polygon parts: per edge ``max(|dx|, |dy|) + 1`` on its 5x grid, as ``maskApi.c``
+    counts them. ``parts``: float64 ``(2n,)`` arrays ``x0, y0, x1, y1 ...`` in raster
+    pixels, finite and bounded (:func:`polygon_problem`)."""
+    total = 0
+    for p in parts:
+        x = np.trunc(_RASTER_SCALE * p[0::2] + 0.5)
+        y = np.trunc(_RASTER_SCALE * p[1::2] + 0.5)
+        dx = np.abs(x - np.roll(x, -1))
+        dy = np.abs(y - np.roll(y, -1))
+        total += int(np.maximum(dx, dy).sum()) + x.size
+    return total
+
+
+def polygon_problem(
+    parts: Sequence[np.ndarray], h: int, w: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> str | None:
+    """Why these polygon parts (image pixel coordinates) must not be rasterized at ``h x w``:
+    a non-finite coordinate or one beyond :data:`COORDINATE_RANGE` image sizes
+    (``"out of range: ..."``), an outline of more than ``max_pixels`` points
+    (``"too large: ..."``); ``None`` when they are safe."""
+    for p in parts:
+        if not np.isfinite(p).all():
+            return f"{SKIP_OUT_OF_RANGE}: non-finite polygon coordinate"
+        if (np.abs(p[0::2]) > COORDINATE_RANGE * w).any() or (
+            np.abs(p[1::2]) > COORDINATE_RANGE * h
+        ).any():
+            return (
+                f"{SKIP_OUT_OF_RANGE}: polygon vertex beyond {COORDINATE_RANGE}x the image size "
+                f"({w}x{h})"
+            )
+    points = outline_points(parts)
+    if points > max_pixels:
+        return (
+            f"{SKIP_TOO_LARGE}: polygon outline of {points} raster points exceeds "
+            f"max_pixels={max_pixels}"
+        )
+    return None
+
+
+def image_problem(h: int, w: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """``"too large: ..."`` when an ``h x w`` image exceeds ``max_pixels`` (its masks and
+    category maps are ``h x w`` arrays), else ``None``."""
+    if h * w > max_pixels:
+        return (
+            f"{SKIP_TOO_LARGE}: image of {w}x{h} = {h * w} pixels exceeds max_pixels={max_pixels}"
+        )
+    return None
+
+
+def bbox_problem(bbox: np.ndarray, h: int, w: int) -> str | None:
+    """Why a COCO ``[x, y, w, h]`` box is unusable: non-finite or beyond the coordinate range."""
+    if not np.isfinite(bbox).all():
+        return f"{SKIP_OUT_OF_RANGE}: non-finite bbox"
+    x0, y0, bw, bh = bbox
+    xs, ys = np.array([x0, x0 + bw]), np.array([y0, y0 + bh])
+    if (np.abs(xs) > COORDINATE_RANGE * w).any() or (np.abs(ys) > COORDINATE_RANGE * h).any():
+        return f"{SKIP_OUT_OF_RANGE}: bbox beyond {COORDINATE_RANGE}x the image size ({w}x{h})"
+    return None
+
+
+def _in_box(parts: Sequence[np.ndarray], bbox: np.ndarray, k: int) -> list[np.ndarray]:
+    """Polygon parts shifted by the box corner and scaled so the box maps onto ``[0, k]^2``
+    (detectron2 ``rasterize_polygons_within_box``)."""
+    x, y, w, h = bbox
+    sx, sy = k / max(w, 0.1), k / max(h, 0.1)
+    out = []
+    for p in parts:
+        q = np.empty_like(p)
+        q[0::2] = (p[0::2] - x) * sx
+        q[1::2] = (p[1::2] - y) * sy
+        out.append(q)
+    return out
+
+
+def _box_grid_problem(q: Sequence[np.ndarray], k: int, max_pixels: int) -> str | None:
+    """:func:`polygon_problem` on the K x K box grid (``q`` from :func:`_in_box`)."""
+    if any((np.abs(p) > COORDINATE_RANGE * k).any() for p in q):
+        return f"{SKIP_OUT_OF_RANGE}: polygon vertex beyond {COORDINATE_RANGE}x its bbox size"
+    points = outline_points(q)
+    if points > max_pixels:
+        return (
+            f"{SKIP_TOO_LARGE}: polygon outline of {points} points in the {k}x{k} box grid "
+            f"exceeds max_pixels={max_pixels}"
+        )
+    return None
 
 
 def _valid_parts(segm: list[Any]) -> list[np.ndarray]:
-    """Polygon parts with at least 3 points and an even number of coordinates (float64)."""
+    """Polygon parts with at least 3 points and an even number of coordinates (float64).
+
+    Raises :class:`~freqdata.errors.InputError` (``"bad segmentation"``) for a part that is
+    not a flat list of numbers."""
     parts = []
     for p in segm:
-        a = np.asarray(p, dtype=np.float64).ravel()
+        if not isinstance(p, list | tuple | np.ndarray):
+            raise InputError(f"{SKIP_BAD_SEGMENTATION}: polygon part is not a list of numbers")
+        try:
+            a = np.asarray(p, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(
+                f"{SKIP_BAD_SEGMENTATION}: polygon part is not a list of numbers"
+            ) from None
+        if a.ndim != 1:
+            raise InputError(f"{SKIP_BAD_SEGMENTATION}: polygon part is not a flat list")
         if a.size >= 6 and a.size % 2 == 0:
             parts.append(a)
     return parts
 
 
-def _full_rle(segm: Any, h: int, w: int) -> dict[str, Any] | None:
-    """One RLE of the instance at image resolution (None when it has no valid polygon)."""
+def _full_rle(
+    segm: Any, h: int, w: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> dict[str, Any] | None:
+    """One RLE of the instance at image resolution (None when it has no valid polygon);
+    :class:`~freqdata.errors.InputError` for anything pycocotools must not see (module
+    docstring)."""
+    problem = image_problem(h, w, max_pixels)
+    if problem:
+        raise InputError(problem)
     if isinstance(segm, list):
         parts = _valid_parts(segm)
         if not parts:
             return None
+        problem = polygon_problem(parts, h, w, max_pixels)
+        if problem:
+            raise InputError(problem)
         rles = mask_utils.frPyObjects(parts, h, w)
         return rles[0] if len(rles) == 1 else mask_utils.merge(rles)
     if isinstance(segm, dict) and "counts" in segm:
+        problem = rle_problem(segm, h, w)
+        if problem:
+            raise InputError(problem)
         if isinstance(segm["counts"], list):  # uncompressed RLE
             return mask_utils.frPyObjects(segm, h, w)
         return segm
-    raise ValueError(SKIP_BAD_SEGMENTATION)
+    raise InputError(SKIP_BAD_SEGMENTATION)
 
 
 def _rasterize_in_boxes(
@@ -207,13 +402,8 @@ def _rasterize_in_boxes(
     (all polygon parts rasterized by one ``frPyObjects`` call, parts merged per instance)."""
     polys: list[np.ndarray] = []
     n_parts: list[int] = []
-    for parts, (x, y, w, h) in zip(parts_per_instance, boxes_xywh, strict=True):
-        sx, sy = k / max(w, 0.1), k / max(h, 0.1)
-        for p in parts:
-            q = np.empty_like(p)
-            q[0::2] = (p[0::2] - x) * sx
-            q[1::2] = (p[1::2] - y) * sy
-            polys.append(q)
+    for parts, box in zip(parts_per_instance, boxes_xywh, strict=True):
+        polys += _in_box(parts, box, k)
         n_parts.append(len(parts))
     rles = mask_utils.frPyObjects(polys, k, k)
     merged: list[dict[str, Any]] = []
@@ -241,6 +431,7 @@ def load_instances(
     method: str = "box",
     include_crowd: bool = False,
     image_ids: Iterable[int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> MaskInstances:
     """All instances of a COCO annotation file (or dataset dict) as ``k x k`` box masks.
 
@@ -248,7 +439,9 @@ def load_instances(
     DCT-Mask / detectron2 ``rasterize_polygons_within_box``; RLEs via ``"crop"``) or
     ``"crop"`` (full-image mask, ROIAlign crop, ``>= 0.5``); see the module docstring for
     the exact conventions and the skip reasons. ``image_ids`` restricts to those images.
-    Deterministic: same file and arguments → identical arrays.
+    ``max_pixels``: the image and outline limits (``"too large"``). Deterministic: same
+    file and arguments → identical arrays. Nothing pycocotools could crash on reaches it:
+    every instance is checked first (module docstring) and skipped with its reason.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -264,18 +457,41 @@ def load_instances(
         if a.get("iscrowd", 0) and not include_crowd:
             skipped.append((ann_id, SKIP_CROWD))
             continue
-        _, _, w, h = (float(v) for v in a["bbox"])
-        if not (w >= 1.0 and h >= 1.0):
+        h_img, w_img = sizes[int(a["image_id"])]
+        try:
+            bbox = np.asarray(a["bbox"], dtype=np.float64).reshape(4)
+        except (TypeError, ValueError, OverflowError):
+            skipped.append((ann_id, f"{SKIP_OUT_OF_RANGE}: bbox is not 4 numbers"))
+            continue
+        problem = image_problem(h_img, w_img, max_pixels) or bbox_problem(bbox, h_img, w_img)
+        if problem:
+            skipped.append((ann_id, problem))
+            continue
+        if not (bbox[2] >= 1.0 and bbox[3] >= 1.0):
             skipped.append((ann_id, SKIP_DEGENERATE_BOX))
             continue
         segm = a.get("segmentation")
         if isinstance(segm, list):
-            valid = _valid_parts(segm)
+            try:
+                valid = _valid_parts(segm)
+            except InputError as e:
+                skipped.append((ann_id, str(e)))
+                continue
             if not valid:
                 skipped.append((ann_id, SKIP_NO_POLYGON))
                 continue
+            problem = polygon_problem(valid, h_img, w_img, max_pixels)
+            if problem is None and method == "box":
+                problem = _box_grid_problem(_in_box(valid, bbox, k), k, max_pixels)
+            if problem:
+                skipped.append((ann_id, problem))
+                continue
             parts.append(valid if method == "box" else None)
         elif isinstance(segm, dict) and "counts" in segm:
+            problem = rle_problem(segm, h_img, w_img)
+            if problem:
+                skipped.append((ann_id, problem))
+                continue
             parts.append(None)
         else:
             skipped.append((ann_id, SKIP_BAD_SEGMENTATION))
@@ -300,7 +516,7 @@ def load_instances(
     xyxy[:, 2:] += xyxy[:, :2]
     for j, i in enumerate(crop_rows):
         h_img, w_img = (int(v) for v in image_sizes[i])
-        full = mask_utils.decode(_full_rle(kept[i]["segmentation"], h_img, w_img))
+        full = mask_utils.decode(_full_rle(kept[i]["segmentation"], h_img, w_img, max_pixels))
         crop_masks[j] = crop_resize(full[None], xyxy[i : i + 1], k)[0] >= 0.5
     if crop_rows:
         encoded = mask_utils.encode(np.asfortranarray(np.moveaxis(crop_masks, 0, -1)))
@@ -324,12 +540,17 @@ def load_instances(
     )
 
 
-def full_image_masks(annotations: Annotations, ann_ids: Iterable[int]) -> list[np.ndarray]:
+def full_image_masks(
+    annotations: Annotations, ann_ids: Iterable[int], *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[np.ndarray]:
     """Ground-truth masks at image resolution: one ``(H, W)`` uint8 {0, 1} array per id.
 
     pycocotools ``decode`` of the annotation's polygons (the valid parts, merged) or RLE at
     its image's size, i.e. ``COCO.annToMask`` with detectron2's polygon filtering. An id
-    with no valid polygon gives an all-zero mask; an unknown id raises ``KeyError``.
+    with no valid polygon gives an all-zero mask; an unknown id raises ``KeyError``; an
+    annotation that fails the checks of the module docstring (image over ``max_pixels``,
+    coordinates out of range, an undecodable RLE) raises
+    :class:`~freqdata.errors.InputError` before anything is allocated.
     """
     dataset = load_coco(annotations)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in dataset["images"]}
@@ -338,6 +559,6 @@ def full_image_masks(annotations: Annotations, ann_ids: Iterable[int]) -> list[n
     for ann_id in ann_ids:
         a = by_id[int(ann_id)]
         h, w = sizes[int(a["image_id"])]
-        rle = _full_rle(a["segmentation"], h, w)
+        rle = _full_rle(a["segmentation"], h, w, max_pixels)
         out.append(np.zeros((h, w), np.uint8) if rle is None else mask_utils.decode(rle))
     return out

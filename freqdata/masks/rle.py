@@ -25,9 +25,12 @@ from typing import Any
 import numpy as np
 
 from freqdata.dct import dct_matrix
+from freqdata.errors import InputError
 from freqdata.masks.dctmask import _basis_t, _plan
 
-__all__ = ["dct_encode_rle", "rle_counts"]
+__all__ = ["dct_encode_rle", "rle_counts", "rle_problem"]
+
+_MAX_CHUNKS = 7  # 5-bit chunks per count: 35 bits hold any +-2**32 run (pycocotools: uint)
 
 
 def _segment_starts(keys: np.ndarray) -> np.ndarray:
@@ -44,13 +47,20 @@ def _parse_compressed(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     if lengths.sum() == 0:
         return np.zeros(0, np.int64), np.zeros(m, np.int64)
     c = np.frombuffer(b"".join(strings), dtype=np.uint8) - np.uint8(48)
+    if (c > 63).any():
+        raise InputError("bad RLE counts: characters outside pycocotools' alphabet '0'..'o'")
     end = (c & 0x20) == 0  # last chunk of a number
+    ends = np.cumsum(lengths) - 1
+    if (~end[ends[lengths > 0]]).any():
+        raise InputError("bad RLE counts: a string ends inside a number")
     last = np.flatnonzero(end)
     starts = np.empty_like(last)
     starts[0] = 0
     starts[1:] = last[:-1] + 1
     x = (c[starts] & 0x1F).astype(np.int64)
     width = last - starts + 1  # chunks per number (1 or 2 for most counts)
+    if int(width.max()) > _MAX_CHUNKS:
+        raise InputError(f"bad RLE counts: a number longer than {_MAX_CHUNKS} characters")
     for extra in range(1, int(width.max())):
         has = width > extra
         x[has] |= (c[starts[has] + extra] & 0x1F).astype(np.int64) << (5 * extra)
@@ -78,7 +88,12 @@ def _parse_compressed(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
 def rle_counts(rles: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Run lengths of pycocotools RLEs (compressed ``counts`` bytes/str, or uncompressed
     lists): ``(counts (N,) int64 concatenated, offsets (M+1,) int64)``; RLE ``i``'s runs are
-    ``counts[offsets[i]:offsets[i+1]]`` (0-runs first, alternating, column-major)."""
+    ``counts[offsets[i]:offsets[i+1]]`` (0-runs first, alternating, column-major).
+
+    A compressed string that pycocotools' own parser would misread (a character outside
+    ``'0'..'o'``, a last number cut short, a number too long for its 32-bit counts) raises
+    :class:`~freqdata.errors.InputError`; counts are not checked against the mask size
+    (:func:`rle_problem` does that)."""
     plain = [isinstance(r["counts"], list) for r in rles]
     strings = [r["counts"] for r, p in zip(rles, plain, strict=True) if not p]
     strings = [s.encode("ascii") if isinstance(s, str) else bytes(s) for s in strings]
@@ -96,6 +111,34 @@ def rle_counts(rles: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
             j += 1
     per = np.fromiter((a.size for a in pieces), dtype=np.int64, count=len(pieces))
     return np.concatenate(pieces), np.concatenate(([0], np.cumsum(per)))
+
+
+def rle_problem(segm: dict[str, Any], h: int, w: int) -> str | None:
+    """Why the RLE ``segm`` cannot be decoded at ``h x w`` (``None`` when it can).
+
+    pycocotools decodes without bounds checks: counts summing to more than ``h * w`` write
+    past its buffer, a negative count wraps to 4 billion, and its string parser reads past
+    the end of a string whose last number is cut short. So before pycocotools sees an RLE:
+    ``size == [h, w]``, counts (a list of integers or a compressed string,
+    :func:`rle_counts`) all >= 0 and summing to exactly ``h * w``.
+    """
+    counts, size = segm.get("counts"), segm.get("size")
+    if not (isinstance(size, list | tuple) and list(size) == [h, w]):
+        return f"bad segmentation: RLE size {size!r} is not the image size [{h}, {w}]"
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+            return "bad segmentation: RLE counts must be integers"
+    elif not (isinstance(counts, str | bytes) and counts):
+        return "bad segmentation: RLE counts must be a list or a compressed string"
+    try:
+        runs, _ = rle_counts([{"counts": counts}])
+    except (InputError, UnicodeEncodeError, OverflowError) as e:
+        return f"bad segmentation: {e}"
+    if runs.size and int(runs.min()) < 0:
+        return "bad segmentation: negative RLE count"
+    if int(runs.sum()) != h * w:
+        return f"bad segmentation: RLE counts sum to {int(runs.sum())}, not H*W = {h * w}"
+    return None
 
 
 @cache

@@ -45,15 +45,21 @@ from typing import Any
 import numpy as np
 import zarr
 
+from freqdata.errors import UsageError
+from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.masks.coco import (
     METHODS,
     SKIP_CROWD,
     Annotations,
+    bbox_problem,
     full_image_masks,
+    image_problem,
     load_coco,
     load_instances,
+    polygon_problem,
 )
 from freqdata.masks.patchdct import patch_encode
+from freqdata.masks.rle import rle_problem
 from freqdata.masks.weak import IGNORE_INDEX, _cells, blockwise
 from freqdata.store import Progress, store_bytes
 from freqdata.store.layout import INDEX_CHUNK, array_options
@@ -150,72 +156,86 @@ def category_mapping(annotations: Annotations) -> CategoryMapping:
 # --------------------------------------------------------------------------- validation
 
 
-def _finite_numbers(x: Any) -> bool:
+def _finite_numbers(x: Any) -> np.ndarray | None:
+    """``x`` as a 1-D float64 array of finite numbers, or ``None`` when it is not one."""
     if not isinstance(x, list | tuple):
-        return False
+        return None
     try:
         a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return a.ndim == 1 and bool(np.isfinite(a).all())
-
-
-def _segmentation_problem(segm: Any, h: int, w: int) -> str | None:
-    """Why ``segm`` cannot be rasterized at ``h x w`` (None when it can)."""
-    if isinstance(segm, list):
-        if not segm:
-            return None  # load_instances: "no valid polygon"
-        if not all(_finite_numbers(p) for p in segm):
-            return "bad segmentation: polygon parts must be lists of finite numbers"
+    except (TypeError, ValueError, OverflowError):
         return None
+    return a if a.ndim == 1 and bool(np.isfinite(a).all()) else None
+
+
+def _segmentation_problem(segm: Any, h: int, w: int, max_pixels: int) -> str | None:
+    """Why ``segm`` cannot be rasterized at ``h x w`` (None when it can): polygons must be
+    lists of finite numbers that pass :func:`freqdata.masks.coco.polygon_problem`, an RLE
+    must pass :func:`freqdata.masks.rle.rle_problem`."""
+    if isinstance(segm, list):
+        parts = [_finite_numbers(p) for p in segm]
+        if any(p is None for p in parts):
+            return "bad segmentation: polygon parts must be lists of finite numbers"
+        valid = [p for p in parts if p is not None and p.size >= 6 and p.size % 2 == 0]
+        return polygon_problem(valid, h, w, max_pixels) if valid else None
     if isinstance(segm, dict):
-        counts, size = segm.get("counts"), segm.get("size")
-        if not (isinstance(size, list | tuple) and list(size) == [h, w]):
-            return f"bad segmentation: RLE size {size!r} is not the image size [{h}, {w}]"
-        if isinstance(counts, list):
-            if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != h * w:
-                return "bad segmentation: RLE counts must be non-negative integers summing to H*W"
-            return None
-        if isinstance(counts, str | bytes) and counts:
-            return None
-        return "bad segmentation: RLE counts must be a list or a compressed string"
+        return rle_problem(segm, h, w)
     return f"bad segmentation: {type(segm).__name__} is neither a polygon list nor an RLE"
 
 
 def validate_annotations(
-    annotations: Annotations, image_ids: Iterable[int] | None = None
+    annotations: Annotations,
+    image_ids: Iterable[int] | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Screen a COCO dataset for entries that would stop an encode.
+    """Screen a COCO dataset for entries that would stop (or crash) an encode.
 
-    Returns ``(clean, errors)``: ``clean`` is a dataset dict holding the usable images
-    (sorted by id, restricted to ``image_ids`` when given), the categories and the
-    annotations that can be rasterized; ``errors`` has one entry ``{index, ann_id, image_id,
-    reason}`` per rejected annotation (``index`` = position in the file's list; an image entry
-    without a usable id/height/width is reported with ``ann_id`` None). Checked: the entry is
-    an object with an integer ``id`` (unique), a known ``image_id`` and ``category_id``, a
-    ``bbox`` of 4 finite numbers, a polygon list of finite numbers or an RLE of the image's
-    size. Degenerate boxes, crowd regions and polygons with too few points are left to
-    :func:`freqdata.masks.load_instances` (its skip reasons).
+    The file's structure is checked first (:func:`freqdata.masks.load_coco`, plus a
+    ``categories`` list): a file that is not COCO raises
+    :class:`~freqdata.errors.UsageError`. Then entry by entry. Returns ``(clean, errors)``:
+    ``clean`` is a dataset dict holding the usable images (sorted by id, restricted to
+    ``image_ids`` when given), the categories and the annotations that can be rasterized;
+    ``errors`` has one entry ``{index, ann_id, image_id, reason}`` per rejected entry
+    (``index`` = position in the file's list). An image entry without a usable
+    id/height/width, or with ``height * width > max_pixels`` (its masks and category maps
+    would be that large), is reported with ``ann_id`` None, and each of its annotations
+    with the reason. Checked per annotation: an object with an integer ``id`` (unique), a
+    known ``image_id`` and ``category_id``, a ``bbox`` of 4 finite numbers within
+    :data:`~freqdata.masks.coco.COORDINATE_RANGE` image sizes, a polygon list of finite
+    numbers within that range whose rasterization stays under ``max_pixels``
+    (:func:`~freqdata.masks.coco.polygon_problem`), or a decodable RLE of the image's size
+    (:func:`~freqdata.masks.rle.rle_problem`). Degenerate boxes, crowd regions and polygons
+    with too few points are left to :func:`freqdata.masks.load_instances` (its skip
+    reasons), as is the box-grid check of the ``"box"`` rasterization.
     """
     dataset = load_coco(annotations)
+    if not isinstance(dataset.get("categories"), list):
+        raise UsageError("COCO 'categories' must be a list; it is missing")
     errors: list[dict[str, Any]] = []
     wanted = None if image_ids is None else {int(i) for i in image_ids}
     images: dict[int, dict[str, Any]] = {}
-    for j, im in enumerate(dataset.get("images", [])):
+    refused: dict[int, str] = {}  # image id → why its annotations cannot be encoded
+    for j, im in enumerate(dataset["images"]):
         try:
             iid, h, w = int(im["id"]), int(im["height"]), int(im["width"])
             if h < 1 or w < 1:
                 raise ValueError
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             errors.append({"index": j, "ann_id": None, "image_id": None,
                            "reason": "bad image entry: needs integer id, height, width > 0"})
             continue
-        if wanted is None or iid in wanted:
-            images.setdefault(iid, {**im, "id": iid, "height": h, "width": w})
-    categories = {int(c["id"]) for c in dataset.get("categories", [])}
+        if wanted is not None and iid not in wanted:
+            continue
+        problem = image_problem(h, w, max_pixels)
+        if problem:
+            refused[iid] = f"image {iid}: {problem}"
+            errors.append({"index": j, "ann_id": None, "image_id": iid, "reason": problem})
+            continue
+        images[iid] = {**im, "id": iid, "height": h, "width": w}
+    categories = {int(c["id"]) for c in dataset["categories"]}
     seen: set[int] = set()
     anns: list[dict[str, Any]] = []
-    for j, a in enumerate(dataset.get("annotations", [])):
+    for j, a in enumerate(dataset["annotations"]):
         ann_id = image_id = None
         reason = None
         if not isinstance(a, dict):
@@ -224,22 +244,27 @@ def validate_annotations(
             try:
                 ann_id = int(a["id"])
                 image_id = int(a["image_id"])
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 reason = "annotation needs integer id and image_id"
         if reason is None and wanted is not None and image_id not in wanted:
             continue
         if reason is None:
+            bbox = _finite_numbers(a.get("bbox"))
             if ann_id in seen:
                 reason = f"duplicate annotation id {ann_id}"
+            elif image_id in refused:
+                reason = refused[image_id]
             elif image_id not in images:
                 reason = f"unknown image_id {image_id}"
             elif not isinstance(a.get("category_id"), int) or a["category_id"] not in categories:
                 reason = f"unknown category_id {a.get('category_id')!r}"
-            elif not (_finite_numbers(a.get("bbox")) and len(a["bbox"]) == 4):
-                reason = f"bad bbox {a.get('bbox')!r}: needs [x, y, w, h] finite numbers"
+            elif bbox is None or bbox.size != 4:
+                reason = f"bad bbox {a.get('bbox')!r:.80}: needs [x, y, w, h] finite numbers"
             else:
-                im = images[image_id]
-                reason = _segmentation_problem(a.get("segmentation"), im["height"], im["width"])
+                im = images[image_id]  # type: ignore[index]
+                h, w = im["height"], im["width"]
+                reason = bbox_problem(bbox, h, w) or _segmentation_problem(
+                    a.get("segmentation"), h, w, max_pixels)
         if reason is not None:
             errors.append({"index": j, "ann_id": ann_id, "image_id": image_id, "reason": reason})
             continue
@@ -247,7 +272,7 @@ def validate_annotations(
         anns.append(a)
     clean = {
         "images": [images[i] for i in sorted(images)],
-        "categories": list(dataset.get("categories", [])),
+        "categories": list(dataset["categories"]),
         "annotations": anns,
     }
     return clean, errors
@@ -630,6 +655,7 @@ def encode_masks(
     scheduler: Any = None,
     retries: int = 2,
     on_progress: Callable[[int, int, int], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> MaskEncodeSummary:
     """Encode the instances of a COCO annotation file (or dict) into a mask store.
 
@@ -651,8 +677,12 @@ def encode_masks(
     is byte-identical to the single-process encode.
 
     Annotations that cannot be encoded (:func:`validate_annotations`, and load_instances'
-    "degenerate box", "no valid polygon", "bad segmentation") are skipped and listed in the
-    summary's and the store's error log; crowd regions skipped by policy are only counted.
+    "degenerate box", "no valid polygon", "bad segmentation", "out of range", "too large")
+    are skipped and listed in the summary's and the store's error log; crowd regions
+    skipped by policy are only counted. ``max_pixels``: images with more pixels (``H * W``)
+    and polygons whose rasterization needs more points are refused before anything is
+    allocated (the same limit and default as ``encode images``; docs/masks.md).
+    A file that is not COCO raises :class:`~freqdata.errors.UsageError`.
     Raises ``ValueError`` / ``FileExistsError`` for bad options (nothing written).
     """
     t0 = time.perf_counter()
@@ -673,7 +703,7 @@ def encode_masks(
         raise ValueError(f"batch_images must be >= 1, got {batch_images}")
     raw = load_coco(annotations)
     mapping = category_mapping(raw)
-    clean, errors = validate_annotations(raw, image_ids)
+    clean, errors = validate_annotations(raw, image_ids, max_pixels=max_pixels)
     images = clean["images"]
     image_index = (_image_store_index(into, images) if into is not None
                    else np.full(len(images), -1, dtype=np.int64))
@@ -689,7 +719,7 @@ def encode_masks(
     config = {
         "k": k, "n": n, "method": method,
         "patch": {"k": PATCH_K, "patch": PATCH_SIZE, "dims": PATCH_DIMS} if patch else None,
-        "weak": nus, "include_crowd": include_crowd, "crowd": crowd,
+        "weak": nus, "include_crowd": include_crowd, "crowd": crowd, "max_pixels": max_pixels,
         "ignore_index": IGNORE_INDEX,
         "annotations": {"file": name, "sha256": sha, "images": len(images),
                         "annotations": len(raw.get("annotations", []))},
