@@ -20,7 +20,15 @@ from rich.progress import (
 from rich.table import Table
 
 from freqdata.cli.bench import bench_app
-from freqdata.cli.common import EXIT_OK, EXIT_SOME_FAILED, console, fail, human
+from freqdata.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    console,
+    fail,
+    human,
+    reported,
+)
 from freqdata.cli.masks import encode_masks_cmd
 from freqdata.cli.quality import quality_app
 from freqdata.cli.train import train_app
@@ -31,6 +39,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from freqdata import __version__
+
+        typer.echo(f"freqdata {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", callback=_print_version,
+        is_eager=True)] = False,
+) -> None:
+    """freqdata: JPEGs and masks → DCT tensors in Zarr stores, streamed into PyTorch."""
 encode_app = typer.Typer(help="Encode a dataset into a Zarr v3 store.", no_args_is_help=True)
 app.add_typer(encode_app, name="encode")
 app.add_typer(bench_app, name="bench")
@@ -43,19 +68,27 @@ def encode_images_cmd(
     src: Annotated[
         str,
         typer.Argument(
+            metavar="SRC",
             help="Folder of images (class sub-folders → labels), one image, or a text file of "
             "paths; a local path or an fsspec URL (s3://, gs://, memory://)."
         ),
     ],
     out: Annotated[
-        str, typer.Argument(help="Store to write (a Zarr v3 directory; a path or an fsspec URL).")
+        str,
+        typer.Argument(
+            metavar="OUT", help="Store to write (a Zarr v3 directory; a path or an fsspec URL)."
+        ),
     ],
     preset: Annotated[
         str, typer.Option(help="Channels: dctnet-6/24/32/48/64, all, zigzag-Y-C.")
     ] = "dctnet-24",
     path: Annotated[
-        str, typer.Option(help="coeff (JPEG coefficients, no IDCT) or pixels.")
-    ] = "coeff",
+        str | None,
+        typer.Option(
+            help="coeff (JPEG coefficients, no IDCT) or pixels. Default: coeff, or pixels "
+            "when --geometry resamples (resnet, mobilenet, S:C)."
+        ),
+    ] = None,
     geometry: Annotated[
         str, typer.Option(help="none, resnet (512→448), mobilenet (1024→896) or S:C.")
     ] = "none",
@@ -64,12 +97,14 @@ def encode_images_cmd(
     ] = "full",
     workers: Annotated[
         int | None,
-        typer.Option(help="Worker processes (default: all CPUs; 0 = in-process, no isolation)."),
+        typer.Option(
+            min=0, help="Worker processes (default: all CPUs; 0 = in-process, no isolation)."
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted encode of OUT.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUT.")] = False,
     max_pixels: Annotated[
-        int, typer.Option(help="Reject images larger than this (width x height).")
+        int, typer.Option(min=1, help="Reject images larger than this (width x height).")
     ] = DEFAULT_MAX_PIXELS,
     max_bytes: Annotated[
         int,
@@ -77,7 +112,7 @@ def encode_images_cmd(
             min=1, help="Record input files larger than this (bytes) as failed, unread."
         ),
     ] = DEFAULT_MAX_BYTES,
-    batch_size: Annotated[int, typer.Option(help="Inputs per commit.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Inputs per commit.")] = 64,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     scheduler: Annotated[
         str | None,
@@ -87,21 +122,30 @@ def encode_images_cmd(
         ),
     ] = None,
 ) -> None:
-    """Encode images into DCT cubes; prints a summary. Exit 1 if some inputs failed."""
+    """Encode images into DCT cubes; prints a summary. Exit 1 if some inputs failed, 2 for bad
+    options (checked before anything is written), 130 when interrupted (--resume continues)."""
     from freqdata.job import EncodeOptions, default_workers, encode_images
+    from freqdata.pixels import parse_geometry
     from freqdata.sources import list_sources
     from freqdata.store import exists
 
-    try:
-        sources = list_sources(src)
+    if resume and overwrite:
+        fail("--resume and --overwrite exclude each other")
+    with reported():
+        if path is None:  # a geometry that resamples implies the pixel path
+            path = "coeff" if parse_geometry(geometry).resize is None else "pixels"
         opts = EncodeOptions(preset, path, geometry, chroma, max_pixels, max_bytes)
-        opts.spec(sources)  # validate before starting anything
-    except (ValueError, FileNotFoundError) as e:
+        opts.validate()
+    try:
+        with reported():
+            sources = list_sources(src)
+            opts.spec(sources)  # the store layout: validates the options against the inputs
+    except FileNotFoundError as e:
         fail(str(e))
     if exists(out) and not (resume or overwrite):
         fail(f"{out} exists: use --resume to continue it or --overwrite to replace it")
     n_workers = default_workers() if workers is None else workers
-    with Progress(
+    bar = Progress(
         TextColumn("[bold]encoding"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -110,13 +154,17 @@ def encode_images_cmd(
         TimeRemainingColumn(),
         console=console,
         disable=quiet,
-    ) as bar:
-        task = bar.add_task("encode", total=len(sources), failed=0)
+    )
+    task = bar.add_task("encode", total=len(sources), failed=0)
+    done = [0]
 
-        def on_progress(done: int, total: int, failed: int) -> None:
-            bar.update(task, completed=done, failed=failed)
+    def on_progress(n_done: int, total: int, failed: int) -> None:
+        done[0] = n_done
+        bar.start()  # only once the store is open: a refused --resume prints no empty bar
+        bar.update(task, completed=n_done, failed=failed)
 
-        try:
+    try:
+        with reported():
             if scheduler is not None:
                 try:
                     import distributed  # noqa: F401
@@ -144,8 +192,17 @@ def encode_images_cmd(
                     batch_size=batch_size,
                     on_progress=on_progress,
                 )
-        except (ValueError, FileExistsError) as e:
-            fail(str(e))
+    except FileExistsError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        bar.stop()
+        console.print(
+            f"[bold yellow]interrupted:[/] {done[0]} of {len(sources)} inputs done; "
+            f"continue with: freqdata encode images {src} {out} --resume"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        bar.stop()
     table = Table(title=f"freqdata encode images → {out}", show_header=False)
     for k, v in (
         (
@@ -193,10 +250,10 @@ def inspect_cmd(
         inspect_masks(store, errors=errors, as_json=as_json)
         return
 
-    try:
+    if not store.exists():
+        fail(f"{store} does not exist", EXIT_SOME_FAILED)
+    with reported(f"{store}: "):
         s = open_store(store)
-    except (ValueError, FileNotFoundError) as e:
-        fail(f"{store}: {e}")
     labels = s.labels
     counts = {name: int((labels == k).sum()) for k, name in enumerate(s.class_names)}
     first = s.cube(0) if len(s) else None

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from freqdata import __version__
-from freqdata.encode import encode_image
+from freqdata.encode import CHROMA, PATHS, encode_image
 from freqdata.errors import UsageError
 from freqdata.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from freqdata.pixels import parse_geometry
@@ -49,20 +49,39 @@ class EncodeOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES
 
-    def spec(self, sources: Sources) -> StoreSpec:
-        """The store layout these options produce for ``sources`` (validates the options)."""
-        p = resolve_preset(self.preset)
+    def validate(self) -> None:
+        """Check every option (nothing else is read); :class:`UsageError` naming the bad one."""
+        resolve_preset(self.preset)
         geo = parse_geometry(self.geometry)
+        if self.path not in PATHS:
+            raise UsageError(f"unknown path {self.path!r}: choose one of {', '.join(PATHS)}")
+        if self.chroma not in CHROMA:
+            raise UsageError(
+                f"unknown chroma {self.chroma!r}: choose one of {', '.join(CHROMA)}"
+            )
+        if self.path == "coeff" and geo.resize is not None:
+            raise UsageError(
+                f"geometry {self.geometry!r} resamples pixels: use --path pixels (or leave "
+                "--path out)"
+            )
+        if self.chroma == "native" and geo.crop is not None:
+            raise UsageError(
+                "chroma 'native' is stored in the ragged layout: use geometry 'none'"
+            )
+        if not isinstance(self.max_pixels, int) or self.max_pixels <= 0:
+            raise UsageError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
         if not isinstance(self.max_bytes, int) or self.max_bytes <= 0:
             raise UsageError(f"max_bytes must be a positive integer, got {self.max_bytes!r}")
-        if self.path == "coeff" and geo.crop is not None:
-            raise UsageError(f"geometry {self.geometry!r} needs --path pixels")
+
+    def spec(self, sources: Sources) -> StoreSpec:
+        """The store layout these options produce for ``sources`` (validates the options)."""
+        self.validate()
+        p = resolve_preset(self.preset)
+        geo = parse_geometry(self.geometry)
         names = [f"Y{k}" for k in p.y] + [f"Cb{k}" for k in p.cb] + [f"Cr{k}" for k in p.cr]
         grid = (geo.crop // 8, geo.crop // 8) if geo.crop else None
         if self.chroma == "full":
             parts = [Part("cubes", p.channels, grid)]
-        elif grid is not None:
-            raise UsageError("chroma 'native' is stored in the ragged layout: use geometry 'none'")
         else:
             parts = [Part("luma", len(p.y)), Part("chroma", len(p.cb) + len(p.cr))]
         config = {
