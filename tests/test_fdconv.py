@@ -8,6 +8,7 @@ fdconv`` end to end."""
 from __future__ import annotations
 
 import copy
+from fractions import Fraction
 from itertools import pairwise
 
 import numpy as np
@@ -137,8 +138,8 @@ def test_neutral_attentions_reproduce_conv2d_shape_and_values(cfg):
         y = m.train(mode)(x)
         assert y.shape == ref.shape == conv(x).shape
         torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
-    # fresh heads start at N(0, 1e-6): the converted layer computes its conv almost exactly
-    fresh = FDConv.from_conv(conv).eval()
+    # neutral init, heads at N(0, 1e-6): the converted layer computes its conv almost exactly
+    fresh = FDConv.from_conv(conv, init="neutral").eval()
     torch.testing.assert_close(fresh(x).detach(), ref, rtol=0, atol=1e-4 * float(ref.abs().max()))
 
 
@@ -167,6 +168,42 @@ def test_attentions_compose_as_documented():
     torch.testing.assert_close(single, y, rtol=0, atol=1e-12)
 
 
+def test_official_and_neutral_init():
+    torch.manual_seed(0)
+    cout = 48
+    off = FDConv(32, cout, 3, padding=1, kernel_num=4)  # default: the official init
+    neu = FDConv(32, cout, 3, padding=1, kernel_num=4, init="neutral")
+    assert off.init == "official" and neu.init == "neutral"
+    heads = off.ksm_global.heads
+    # filter head: Kaiming normal, fan-out (= cout rows of the Linear), ReLU gain: sqrt(2/cout)
+    std = float(heads["filter"].weight.detach().std())
+    assert abs(std / (2 / cout) ** 0.5 - 1) < 0.1, std
+    assert float(heads["filter"].bias.detach().abs().max()) == 0.0
+    for name in ("channel", "spatial", "kernel"):
+        assert float(heads[name].weight.detach().abs().max()) < 1e-5, name
+    assert (off.ksm_local.weight.detach() == 1e-6).all()  # the official constant
+    local = neu.ksm_local.weight.detach()
+    assert float(local.std()) < 2e-6 and local.unique().numel() > 1
+    assert float(neu.ksm_global.heads["filter"].weight.detach().abs().max()) < 1e-5
+    x = torch.relu(torch.randn(4, 32, 12, 12))  # post-ReLU features (non-zero channel means)
+    conv = _conv(32, cout, 3, 1, 1).float()
+    for m in (off, neu):
+        m.load_conv_weight(conv.weight.detach(), conv.bias.detach())
+        m.eval()
+    with torch.no_grad():
+        ref = conv(x)
+        filt = off.attentions(x)["filter"]
+        rel_off = float((off(x) - ref).norm() / ref.norm())
+        rel_neu = float((neu(x) - ref).norm() / ref.norm())
+    # official: a fresh layer is not neutral (measured here: filter attention 0.37..1.44,
+    # output 20 % off the conv); neutral: the conv up to ~1e-6
+    assert float(filt.min()) < 0.7 and float(filt.max()) > 1.3, (filt.min(), filt.max())
+    assert rel_off > 0.05, rel_off
+    assert rel_neu < 1e-4, rel_neu
+    with pytest.raises(ValueError, match="init"):
+        FDConv(32, cout, 3, init="zero")
+
+
 def test_ksm_local_is_a_1d_conv_along_channels():
     m = _set_heads(FDConv(16, 12, 3, kernel_num=2).double(), 0.5)
     loc = m.ksm_local
@@ -179,22 +216,56 @@ def test_ksm_local_is_a_1d_conv_along_channels():
 
 
 # ----------------------------------------------------------------- frequency band modulation
+def _keeps_boundary(k: int) -> bool:
+    """Whether the official test ``f < 0.5/k + 1e-8``, evaluated in float32, keeps the bins
+    at exactly ``f = 0.5/k``: only if the 1e-8 survives rounding the threshold to float32
+    (it does not for k = 2: half an ulp of 0.25 is 1.49e-8)."""
+    return bool(np.float32(0.5 / k + 1e-8) > np.float32(0.5 / k))
+
+
+def _official_mask(h: int, w: int, k: int) -> np.ndarray:
+    """``(h, w)`` full-FFT mask, cell by cell with exact rational frequencies: keep
+    ``max(|fy|, |fx|) < 0.5/k``, or ``<=`` where the official float32 test keeps the
+    boundary (:func:`_keeps_boundary`)."""
+    cut, closed = Fraction(1, 2 * k), _keeps_boundary(k)
+    mask = np.zeros((h, w))
+    for r in range(h):
+        for c in range(w):
+            f = max(Fraction(min(r, h - r), h), Fraction(min(c, w - c), w))
+            mask[r, c] = f <= cut if closed else f < cut
+    return mask
+
+
 def _bands_numpy(x: np.ndarray, ks: tuple[int, ...]) -> list[np.ndarray]:
-    """Full complex FFT, masks built cell by cell: keep max(|fy|, |fx|) <= 0.5/k."""
+    """Full complex FFT with :func:`_official_mask` low-passes."""
     h, w = x.shape[-2:]
     spec = np.fft.fft2(x)
     levels = [x]
     for k in ks:
-        mask = np.zeros((h, w))
-        for r in range(h):
-            for c in range(w):
-                fy, fx = np.fft.fftfreq(h)[r], np.fft.fftfreq(w)[c]
-                mask[r, c] = max(abs(fy), abs(fx)) <= 0.5 / k
-        levels.append(np.fft.ifft2(spec * mask).real)
+        levels.append(np.fft.ifft2(spec * _official_mask(h, w, k)).real)
     return [a - b for a, b in pairwise(levels)] + [levels[-1]]
 
 
-@pytest.mark.parametrize(("h", "w"), [(8, 8), (7, 10), (16, 5)])
+def test_fbm_masks_are_the_official_float32_test():
+    assert [_keeps_boundary(k) for k in (2, 4, 8)] == [False, True, True]
+    got = FrequencyBandModulation(4).masks(64, 64).numpy()
+    for j, k in enumerate((2, 4, 8)):
+        np.testing.assert_array_equal(got[j], _official_mask(64, 64, k)[:, :33] > 0)
+    # the k = 2 band is strictly inside 0.25: the 65 bins of the rfft grid with
+    # max(|fy|, fx) = 0.25 (rows 16 and 48, columns 0..16: 34; column 16, other rows: 31)
+    # are excluded; a "<=" test would keep them
+    fy = np.abs(np.fft.fftfreq(64))[:, None]
+    fx = np.fft.rfftfreq(64)[None, :]
+    closed = np.maximum(fy, fx) <= 0.25
+    assert int((closed & ~got[0]).sum()) == 65 and not (got[0] & ~closed).any()
+    # odd and non-power-of-two sizes follow the same rule
+    for h, w in [(12, 20), (7, 10), (24, 9)]:
+        got = FrequencyBandModulation(4).masks(h, w).numpy()
+        for j, k in enumerate((2, 4, 8)):
+            np.testing.assert_array_equal(got[j], _official_mask(h, w, k)[:, : w // 2 + 1] > 0)
+
+
+@pytest.mark.parametrize(("h", "w"), [(8, 8), (7, 10), (16, 5), (12, 12)])
 def test_fbm_bands_against_numpy(h, w):
     fbm = FrequencyBandModulation(6).double()
     x = _x(2, 6, h, w)

@@ -11,8 +11,9 @@ attributes, and a read-only ``weight`` (the static kernel). Three parts (docs/fd
   ``spectrum`` ``(cout*kh, cin*kw//2 + 1, 2)`` (real, imaginary) is
   ``torch.fft.rfft2(M, norm="ortho")``. Its bins are split into ``kernel_num`` disjoint
   groups by their radius ``sqrt(fy² + fx²)`` (``fy = fftfreq(cout*kh)``,
-  ``fx = rfftfreq(cin*kw)``, cycles per sample): the bins are ranked by radius (exactly,
-  ties by row-major position) and group ``g`` holds ranks ``[g·N/n, (g+1)·N/n)``, so the
+  ``fx = rfftfreq(cin*kw)``, cycles per sample): the bins are ranked by radius (compared
+  exactly; a stable sort, so bins of equal radius keep their row-major order: the lower
+  row first, then the lower column) and group ``g`` holds ranks ``[g·N/n, (g+1)·N/n)``, so the
   groups differ in size by at most one (:func:`frequency_groups`). Group ``g``'s kernel
   ``W_g`` is the inverse rfft2 of the spectrum restricted to its bins; ``Σ_g W_g = W``
   exactly (linearity). Each sample mixes them with its kernel attention ``a_g``.
@@ -32,10 +33,19 @@ attributes, and a read-only ``weight`` (the static kernel). Three parts (docs/fd
   ``k = 2, 4, 8`` into ``(x - L_2) + (L_2 - L_4) + (L_4 - L_8) + L_8``; the first three
   bands are scaled by learned per-pixel maps ``2·sigmoid(conv3x3(x))`` ``(B, 1, H, W)``.
 
-Initialisation: the spatial weight is ``nn.Conv2d``'s (or the converted conv's,
-:meth:`FDConv.from_conv`); every attention head starts at weights ``N(0, 1e-6)`` and zero
-bias, so a fresh FDConv computes its plain convolution up to ~1e-6 (exactly, with the
-heads zeroed: every attention is then 1 and FBM the identity).
+Initialisation (``init``, :data:`INITS`): the spatial weight is ``nn.Conv2d``'s (or the
+converted conv's, :meth:`FDConv.from_conv`); the global MLP's ``fc`` is Kaiming normal
+(fan-out, ReLU) and its BatchNorm (1, 0). ``"official"`` (default) is what a fresh layer of
+the official code (Linwei-Chen/FDConv) holds: the channel, spatial and kernel heads and the
+FBM maps ``N(0, 1e-6)`` with zero bias, the **filter head Kaiming normal (fan-out, ReLU)**
+with zero bias (the official re-initialisation tests ``isinstance(self.func_filter,
+nn.Conv2d)``, which is never true, so ``filter_fc`` keeps the Kaiming init of its
+``_initialize_weights`` loop) and the KSM-local weights the **constant 1e-6**. Such a layer
+is not neutral: its filter attention ``2·sigmoid(·)`` spreads over roughly 0.4-1.45 and its
+output differs from the plain convolution by 10-20 % (on post-ReLU features). ``"neutral"``: every head (filter
+included) ``N(0, 1e-6)`` and the local weights ``N(0, 1e-6)``, so a fresh layer computes its
+plain convolution up to ~1e-6 (exactly with the heads zeroed: every attention is then 1 and
+FBM the identity) — converting a trained model then keeps its function.
 
 :func:`to_fdconv` converts the eligible ``nn.Conv2d`` of a model in place (the paper's
 rule, :func:`fdconv_eligible`); :func:`parameter_overhead` counts what it added.
@@ -52,7 +62,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from freqdata.errors import UsageError
+
 __all__ = [
+    "INITS",
     "FDConv",
     "FrequencyBandModulation",
     "fdconv_eligible",
@@ -62,6 +75,9 @@ __all__ = [
 ]
 
 HEAD_INIT_STD = 1e-6  # attention heads start (almost) neutral: 2·sigmoid(≈0) ≈ 1
+LOCAL_INIT = 1e-6  # the official KSM-local weights: this constant
+INITS = ("official", "neutral")
+"""Attention initialisations of :class:`FDConv` (module docstring)."""
 
 
 def frequency_groups(rows: int, cols: int, kernel_num: int) -> torch.Tensor:
@@ -76,7 +92,7 @@ def frequency_groups(rows: int, cols: int, kernel_num: int) -> torch.Tensor:
     """
     n_bins = rows * (cols // 2 + 1)
     if not 1 <= kernel_num <= n_bins:
-        raise ValueError(f"kernel_num must be in [1, {n_bins}] for a {rows}x{cols} kernel matrix, "
+        raise UsageError(f"kernel_num must be in [1, {n_bins}] for a {rows}x{cols} kernel matrix, "
                          f"got {kernel_num}")  # fmt: skip
     fy = torch.arange(rows)
     fy = torch.where(fy < (rows + 1) // 2, fy, fy - rows)  # fftfreq(rows) · rows
@@ -99,6 +115,13 @@ def _small_init(layer: nn.Module) -> None:
         nn.init.zeros_(layer.bias)
 
 
+def _kaiming_init(layer: nn.Linear) -> None:
+    """detectron/ODConv-style ``kaiming_normal_(fan_out, relu)``, zero bias."""
+    nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
 class _StarReLU(nn.Module):
     """``s · relu(x)² + b`` with learnable scalars ``s`` (init 1) and ``b`` (init 0)."""
 
@@ -115,7 +138,7 @@ class _KSMGlobal(nn.Module):
     """Global kernel attentions from the pooled input ``(B, cin)`` (ODConv-style heads)."""
 
     def __init__(self, cin: int, cout: int, kernel_size: tuple[int, int], kernel_num: int,
-                 reduction: float, min_hidden: int) -> None:  # fmt: skip
+                 reduction: float, min_hidden: int, init: str = "official") -> None:  # fmt: skip
         super().__init__()
         hidden = max(int(cin * reduction), min_hidden)
         self.fc = nn.Linear(cin, hidden, bias=False)
@@ -128,8 +151,8 @@ class _KSMGlobal(nn.Module):
             sizes["kernel"] = kernel_num
         self.heads = nn.ModuleDict({k: nn.Linear(hidden, n) for k, n in sizes.items()})
         nn.init.kaiming_normal_(self.fc.weight, mode="fan_out", nonlinearity="relu")
-        for head in self.heads.values():
-            _small_init(head)
+        for name, head in self.heads.items():
+            (_kaiming_init if init == "official" and name == "filter" else _small_init)(head)
 
     def forward(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.act(self.bn(self.fc(pooled)))
@@ -144,13 +167,18 @@ class _KSMLocal(nn.Module):
     ``logit[b, o, i, u, v] = Σ_t weight[(o·kh + u)·kw + v, t] · x̂[b, i + t - K//2]``,
     computed as one matrix product over the unfolded channel windows."""
 
-    def __init__(self, cin: int, cout: int, kernel_size: tuple[int, int]) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel_size: tuple[int, int], init: str = "official"
+    ) -> None:
         super().__init__()
         self.taps = round(math.log2(cin) / 2 + 0.5) // 2 * 2 + 1 if cin > 1 else 1
         self.cout, self.kernel_size = cout, kernel_size
         self.norm = nn.LayerNorm(cin)
         self.weight = nn.Parameter(torch.empty(cout * kernel_size[0] * kernel_size[1], self.taps))
-        nn.init.normal_(self.weight, std=HEAD_INIT_STD)
+        if init == "official":
+            nn.init.constant_(self.weight, LOCAL_INIT)
+        else:
+            nn.init.normal_(self.weight, std=HEAD_INIT_STD)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         b, cin = pooled.shape
@@ -163,8 +191,13 @@ class _KSMLocal(nn.Module):
 class FrequencyBandModulation(nn.Module):
     """Split ``x`` ``(B, C, H, W)`` into frequency bands and rescale each band per pixel.
 
-    ``L_k`` = ``irfft2(rfft2(x) · mask_k)`` with ``mask_k = max(|fy|, |fx|) ≤ 0.5/k``
-    (``fy = fftfreq(H)``, ``fx = rfftfreq(W)``, cycles per sample; exact for any ``H, W``);
+    ``L_k`` = ``irfft2(rfft2(x) · mask_k)`` with ``mask_k = max(|fy|, |fx|) < 0.5/k + 1e-8``
+    evaluated in float32 as the official code does (``fy = fftfreq(H)``, ``fx =
+    rfftfreq(W)``, cycles per sample, float32; the threshold rounded to float32): for
+    ``k = 2`` the 1e-8 is lost (``0.25 + 1e-8`` rounds to 0.25), so that band is strictly
+    ``max < 0.25``, while ``k = 4, 8`` keep their boundary (``max ≤ 0.125``, ``≤ 0.0625``).
+    Computed for each input size (the official code's newest release resizes masks
+    precomputed at a maximum size instead, docs/fdconv.md);
     with ``bands = (k_1 < k_2 < …)`` the bands are ``x - L_{k_1}``, ``L_{k_1} - L_{k_2}``,
     …, and the unscaled residual ``L_{k_last}``. Output ``Σ_j m_j ⊙ band_j + L_{k_last}``,
     ``m_j = 2·sigmoid(conv3x3(x))_j`` ``(B, 1, H, W)`` shared by all channels. FFTs run in float32
@@ -175,17 +208,19 @@ class FrequencyBandModulation(nn.Module):
         super().__init__()
         bands = tuple(int(k) for k in bands)
         if not bands or bands[0] < 1 or any(a >= b for a, b in pairwise(bands)):
-            raise ValueError(f"bands must be increasing integers >= 1, got {bands}")
+            raise UsageError(f"bands must be increasing integers >= 1, got {bands}")
         self.bands = bands
         self.maps = nn.Conv2d(channels, len(bands), 3, padding=1)
         _small_init(self.maps)
 
     def masks(self, h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
-        """Low-pass masks ``(len(bands), h, w//2 + 1)`` bool on the rfft2 grid."""
-        fy = torch.fft.fftfreq(h, dtype=torch.float64, device=device).abs()
-        fx = torch.fft.rfftfreq(w, dtype=torch.float64, device=device)
+        """Low-pass masks ``(len(bands), h, w//2 + 1)`` bool on the rfft2 grid (class
+        docstring: the official float32 test)."""
+        fy = torch.fft.fftfreq(h, dtype=torch.float32, device=device).abs()
+        fx = torch.fft.rfftfreq(w, dtype=torch.float32, device=device)
         f = torch.maximum(fy[:, None], fx[None, :])
-        return torch.stack([f < 0.5 / k + 1e-8 for k in self.bands])
+        cut = [torch.tensor(0.5 / k + 1e-8, dtype=torch.float32, device=device) for k in self.bands]
+        return torch.stack([f < c for c in cut])
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The ``len(bands) + 1`` bands of ``x`` (high to low); they sum to ``x``."""
@@ -213,7 +248,8 @@ class FDConv(nn.Module):
     ``kernel_num`` (number of disjoint frequency groups, the paper's n; its detection
     configs use 64), ``reduction`` / ``min_hidden`` (width of the global attention MLP),
     ``ksm_local`` (the per-element attention), ``fbm`` (frequency band modulation of the
-    input; ``None``: for 3x3 kernels, as in the paper) and ``fbm_bands``.
+    input; ``None``: for 3x3 kernels, as in the paper), ``fbm_bands`` and ``init``
+    (``"official"`` or ``"neutral"``, module docstring).
 
     ``forward``: ``(B, cin, H, W)`` → ``(B, cout, H', W')`` exactly as ``nn.Conv2d``.
     In training mode the global attention's BatchNorm needs ``B > 1``.
@@ -239,12 +275,15 @@ class FDConv(nn.Module):
         ksm_local: bool = True,
         fbm: bool | None = None,
         fbm_bands: Sequence[int] = (2, 4, 8),
+        init: str = "official",
     ) -> None:
         super().__init__()
         if groups != 1:
-            raise ValueError(f"FDConv supports groups=1 only, got groups={groups}")
+            raise UsageError(f"FDConv supports groups=1 only, got groups={groups}")
         if padding_mode != "zeros":
-            raise ValueError(f"FDConv supports padding_mode='zeros' only, got {padding_mode!r}")
+            raise UsageError(f"FDConv supports padding_mode='zeros' only, got {padding_mode!r}")
+        if init not in INITS:
+            raise UsageError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         # nn.Conv2d validates and normalises the arguments and gives the default init
         ref = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
                         groups, bias, padding_mode, device=device, dtype=dtype)  # fmt: skip
@@ -262,10 +301,11 @@ class FDConv(nn.Module):
         )
         self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias \
             else None  # fmt: skip
+        self.init = init
         self.ksm_global = _KSMGlobal(in_channels, out_channels, self.kernel_size, kernel_num,
-                                     reduction, min_hidden)  # fmt: skip
-        self.ksm_local = _KSMLocal(in_channels, out_channels, self.kernel_size) if ksm_local \
-            else None  # fmt: skip
+                                     reduction, min_hidden, init)  # fmt: skip
+        self.ksm_local = _KSMLocal(in_channels, out_channels, self.kernel_size, init) \
+            if ksm_local else None  # fmt: skip
         use_fbm = self.kernel_size == (3, 3) if fbm is None else fbm
         self.fbm = FrequencyBandModulation(in_channels, fbm_bands) if use_fbm else None
         self.to(device=ref.weight.device, dtype=ref.weight.dtype)
@@ -275,10 +315,11 @@ class FDConv(nn.Module):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, **kwargs: Any) -> FDConv:
         """An FDConv with ``conv``'s arguments, device, dtype, weight and bias (converted into
-        the Fourier parametrisation); ``kwargs`` go to the constructor (``kernel_num`` ...).
-        With neutral attentions it computes ``conv(x)``."""
+        the Fourier parametrisation); ``kwargs`` go to the constructor (``kernel_num``,
+        ``init`` ...). With neutral attentions (``init="neutral"``, up to ~1e-6) it computes
+        ``conv(x)``."""
         if not isinstance(conv, nn.Conv2d):
-            raise ValueError(f"from_conv needs an nn.Conv2d, got {type(conv).__name__}")
+            raise UsageError(f"from_conv needs an nn.Conv2d, got {type(conv).__name__}")
         m = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                 conv.padding, conv.dilation, conv.groups, conv.bias is not None,
                 conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype,
@@ -291,7 +332,7 @@ class FDConv(nn.Module):
         """Set the spectrum from a spatial kernel ``(cout, cin, kh, kw)`` (and the bias)."""
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         if tuple(weight.shape) != shape:
-            raise ValueError(f"weight must have shape {shape}, got {tuple(weight.shape)}")
+            raise UsageError(f"weight must have shape {shape}, got {tuple(weight.shape)}")
         cout, cin, kh, kw = shape
         mat = weight.permute(0, 2, 1, 3).reshape(cout * kh, cin * kw)
         spec = torch.fft.rfft2(mat.to(self.spectrum.dtype), norm="ortho")
@@ -362,7 +403,7 @@ class FDConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"FDConv expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+            raise UsageError(f"FDConv expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         b = x.shape[0]
         att, local = self._attend(x)
         if local is None:
@@ -388,7 +429,7 @@ class FDConv(nn.Module):
             s += f", dilation={self.dilation}"
         if self.bias is None:
             s += ", bias=False"
-        return s + f", kernel_num={self.kernel_num}, fbm={self.fbm is not None}"
+        return s + f", kernel_num={self.kernel_num}, fbm={self.fbm is not None}, init={self.init}"
 
 
 # ---------------------------------------------------------------------- model conversion
