@@ -17,6 +17,7 @@ in the preset's order: Y, then Cb, then Cr.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -25,7 +26,13 @@ from freqdata.coefficients import component_cube
 from freqdata.dct import BLOCK, block_dct
 from freqdata.dctnet import encode_dctnet
 from freqdata.errors import UsageError
-from freqdata.jpeg import read_coefficients
+from freqdata.jpeg import (
+    DamagedJpegWarning,
+    JpegError,
+    JpegTooLargeError,
+    UnsupportedJpegError,
+    read_coefficients,
+)
 from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.pixels import Geometry, load_ycbcr, parse_geometry
 from freqdata.presets import Preset, resolve_preset
@@ -45,6 +52,7 @@ def encode_image(
     *,
     rng: np.random.Generator | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    lenient: bool = False,
 ) -> Cube:
     """Encode one image (path or bytes) into a channel-selected DCT cube.
 
@@ -58,8 +66,14 @@ def encode_image(
     switches them to random-resized crop + random horizontal flip (training augmentation).
     ``path="dctnet"`` needs a crop geometry, ``chroma="full"`` and no ``rng``.
 
-    Raises ``ValueError`` for bad options and :class:`freqdata.jpeg.JpegError` /
-    :class:`freqdata.pixels.ImageDecodeError` (both ``ValueError``) for bad images.
+    ``lenient=True`` (coefficient and pixel paths): a JPEG that libjpeg reports as damaged
+    or truncated is encoded as far as it decodes, with a
+    :class:`freqdata.jpeg.DamagedJpegWarning`, instead of raising (docs/api.md, "Damaged
+    inputs").
+
+    Raises :class:`freqdata.errors.UsageError` for bad options and
+    :class:`freqdata.jpeg.JpegError` / :class:`freqdata.pixels.ImageDecodeError` (both
+    :class:`freqdata.errors.InputError`) for bad images; all are ``ValueError``.
     """
     p = resolve_preset(preset) if isinstance(preset, str) else preset
     geo = parse_geometry(geometry) if isinstance(geometry, str) else geometry
@@ -73,7 +87,7 @@ def encode_image(
                 f"geometry {geo.name!r} resamples pixels: use path='pixels' "
                 "(the coefficient path keeps the whole image, geometry='none')"
             )
-        return _from_coefficients(src, p, chroma, max_pixels)
+        return _from_coefficients(src, p, chroma, max_pixels, lenient)
     if path == "dctnet":
         if chroma != "full" or rng is not None or geo.crop is None:
             raise UsageError(
@@ -81,7 +95,7 @@ def encode_image(
                 "(resnet, mobilenet or S:C), chroma 'full' and no rng"
             )
         return encode_dctnet(src, p, geo, max_pixels=max_pixels)
-    return _from_pixels(src, p, geo, chroma, rng, max_pixels)
+    return _from_pixels(src, p, geo, chroma, rng, max_pixels, lenient)
 
 
 def _join(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, chroma: str) -> Cube:
@@ -89,8 +103,18 @@ def _join(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, chroma: str) -> Cube:
     return np.concatenate([y, c]) if chroma == "full" else (y, c)
 
 
-def _from_coefficients(src: Source, p: Preset, chroma: str, max_pixels: int) -> Cube:
-    coefs = read_coefficients(src, max_pixels=max_pixels)
+def _from_coefficients(
+    src: Source, p: Preset, chroma: str, max_pixels: int, lenient: bool
+) -> Cube:
+    try:
+        coefs = read_coefficients(src, max_pixels=max_pixels)
+    except (UnsupportedJpegError, JpegTooLargeError):
+        raise
+    except JpegError as e:
+        if not lenient:
+            raise
+        warnings.warn(DamagedJpegWarning(f"decoded despite damage: {e}"), stacklevel=3)
+        coefs = read_coefficients(src, max_pixels=max_pixels, strict=False)
     full = chroma == "full"
     y = component_cube(coefs, 0, p.y, upsample=False)
     cb = component_cube(coefs, 1, p.cb, upsample=full)
@@ -118,8 +142,9 @@ def _from_pixels(
     chroma: str,
     rng: np.random.Generator | None,
     max_pixels: int,
+    lenient: bool,
 ) -> Cube:
-    img = load_ycbcr(src, geo, rng=rng, max_pixels=max_pixels)
+    img = load_ycbcr(src, geo, rng=rng, max_pixels=max_pixels, lenient=lenient)
     y = _to_int16(block_dct(img.planes[0], p.y))
     hy, vy = img.sampling[0]
     out = []

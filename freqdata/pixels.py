@@ -30,13 +30,14 @@ when the region to resample is at least twice the output size libjpeg scales by 
 1/8 in the DCT domain (``Image.draft``), by the largest factor that keeps the region at
 least as large as the output (for ``S:C``: the reduced shorter side stays >= S), so the
 final bilinear step only reduces or keeps, never magnifies, a reduced decode. Orientation
-(EXIF tag 0x0112, values 2..8, read by Pillow's ``getexif``, which also honours an XMP
-``tiff:Orientation``; any other value is ignored) is a pixel transpose of the decoded
-YCbCr samples. The geometry is one PIL bilinear resample with a source ``box``, so only
-the output pixels are computed. This equals "resize the whole image, then crop" except that
-Pillow passes the box as float32, which moves about 2% of samples by 1; and for the random
-crop the filter may read the pixels just outside the crop (torchvision crops first, so its
-filter is clipped at the crop border).
+(:mod:`freqdata.orientation`: EXIF IFD0 tag 0x0112 of any integer type, else XMP
+``tiff:Orientation``; values 2..8 rotate, anything else is upright; the same reader as the
+coefficient path) is a pixel transpose of the decoded YCbCr samples. The geometry is one
+PIL bilinear resample with a source ``box``, so only the output pixels are computed. This
+equals "resize the whole image, then crop" except that Pillow passes the box as float32,
+which moves about 2% of samples by 1; and for the random crop the filter may read the
+pixels just outside the crop (torchvision crops first, so its filter is clipped at the
+crop border).
 
 Other sources (PNG, GIF, BMP ..., CMYK/YCCK JPEGs and JPEGs coded in RGB) are converted to
 RGB (alpha dropped, palettes expanded), resampled in RGB, and converted to YCbCr with
@@ -51,12 +52,23 @@ PIL's own ``convert("YCbCr")`` is not used: it truncates instead of rounding (me
 0.47, biased by -0.47). Grayscale sources give ``Y = L`` and ``Cb = Cr = 128``.
 
 Untrusted input: only the Pillow formats in :data:`FORMATS` are opened; the pixel count
-from the header is checked against ``max_pixels`` before
-anything is decoded; empty, garbage, truncated and damaged data raise
-:class:`ImageDecodeError` (a ``ValueError``) naming the source and the reason. Truncation
-detection relies on Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` being left at its default
-``False``; this module never changes it. A path that cannot be opened raises the usual
-``OSError`` (``FileNotFoundError`` ...), not ``ImageDecodeError``.
+from the header is checked against ``max_pixels`` before anything is decoded; empty,
+garbage, truncated and damaged data raise :class:`ImageDecodeError` (an
+:class:`~freqdata.errors.InputError`) naming the source and the reason.
+
+Strict by default, as the coefficient path: a JPEG is first checked by the coefficient
+reader (:func:`freqdata.read_coefficients` with ``strict=True``: the header limits of
+:func:`freqdata.jpeg.check_header`, then every scan entropy-decoded), because Pillow
+silently fills what libjpeg reports as corrupt ("Corrupt JPEG data: ...", "premature end
+of data segment", bad restart markers, undefined or empty Huffman tables) with grey.
+Any such report is an :class:`ImageDecodeError`. JPEGs the coefficient reader cannot
+represent (CMYK/YCCK, RGB-coded, 12-bit) get Pillow's own checks only. Truncation of the
+other formats is caught by Pillow as long as ``ImageFile.LOAD_TRUNCATED_IMAGES`` is
+``False`` (its default; this module never changes it, and the strict path refuses to run
+when it is ``True``). ``lenient=True`` decodes damaged JPEGs as Pillow does and emits a
+:class:`freqdata.jpeg.DamagedJpegWarning` naming the input and the damage instead. A path
+that cannot be opened raises the usual ``OSError`` (``FileNotFoundError`` ...), not
+``ImageDecodeError``.
 """
 
 from __future__ import annotations
@@ -66,16 +78,25 @@ import math
 import os
 import re
 import struct
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 from freqdata.dct import BLOCK
 from freqdata.errors import InputError, UsageError
+from freqdata.jpeg import (
+    DamagedJpegWarning,
+    JpegError,
+    JpegTooLargeError,
+    UnsupportedJpegError,
+    read_coefficients,
+)
 from freqdata.limits import DEFAULT_MAX_PIXELS
+from freqdata.orientation import orientation
 
 __all__ = [
     "FORMATS",
@@ -377,14 +398,17 @@ def _draft_factor(box: Box, out: tuple[int, int]) -> int:
 
 
 def _orientation(im: Image.Image) -> int:
-    """EXIF orientation 2..8, or 1 for none / invalid / unreadable metadata."""
-    try:
-        value = im.getexif().get(0x0112)
-    except Exception:  # damaged metadata must not reject decodable pixels
-        return 1
-    if isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 8:
-        return value
-    return 1
+    """1..8 by :func:`freqdata.orientation.orientation` (EXIF IFD0 over XMP) from Pillow's
+    copies of the metadata: a JPEG's first APP1 Exif segment and its XMP packet (the ones
+    :func:`freqdata.jpeg.read_header` gives the coefficient path), a PNG's eXIf chunk, a
+    WebP's EXIF chunk, a TIFF's own IFD0."""
+    exif = im.info.get("exif")
+    if exif is None and im.format == "TIFF":
+        try:
+            exif = im.getexif().tobytes()
+        except Exception:  # damaged metadata must not reject decodable pixels
+            exif = None
+    return orientation(exif, im.info.get("xmp") or im.info.get("XML:com.adobe.xmp"))
 
 
 def _is_ycc_jpeg(im: Image.Image) -> bool:
@@ -530,6 +554,7 @@ def load_ycbcr(
     *,
     rng: np.random.Generator | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    lenient: bool = False,
 ) -> YCbCrImage:
     """Decode ``src`` to JFIF YCbCr planes ``(3, H, W)`` uint8 after orientation and geometry.
 
@@ -541,15 +566,22 @@ def load_ycbcr(
 
     Raises :class:`ImageTooLargeError` when the header's ``width * height`` exceeds
     ``max_pixels`` (checked before decoding) and :class:`ImageDecodeError` for empty,
-    non-image, truncated or damaged data (both are ``ValueError``); ``ValueError`` for a bad
-    geometry; ``OSError`` when a path cannot be opened.
+    non-image, truncated or damaged data (both are :class:`~freqdata.errors.InputError`);
+    ``lenient=True`` decodes a damaged JPEG anyway with a :class:`DamagedJpegWarning`
+    (module docstring). :class:`~freqdata.errors.UsageError` for a bad geometry; ``OSError``
+    when a path cannot be opened.
     """
     geom = parse_geometry(geometry)
-    return _decode(src, lambda im, name: _load(im, geom, rng, max_pixels, name))
+    return _decode(
+        src, lambda im, name: _load(im, geom, rng, max_pixels, name), max_pixels, lenient
+    )
 
 
 def load_rgb(
-    src: str | os.PathLike[str] | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    src: str | os.PathLike[str] | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    lenient: bool = False,
 ) -> np.ndarray:
     """Decode ``src`` to upright RGB ``(H, W, 3)`` uint8: the whole image, EXIF orientation
     applied, no resampling.
@@ -559,7 +591,7 @@ def load_rgb(
     replicated to three channels. Other sources are Pillow's RGB conversion (alpha dropped,
     16-bit samples shifted down to 8 bits). Raises as :func:`load_ycbcr`.
     """
-    return _decode(src, lambda im, name: _load_rgb(im, max_pixels, name))
+    return _decode(src, lambda im, name: _load_rgb(im, max_pixels, name), max_pixels, lenient)
 
 
 def _load_rgb(im: Image.Image, max_pixels: int, name: str) -> np.ndarray:
@@ -574,17 +606,47 @@ def _load_rgb(im: Image.Image, max_pixels: int, name: str) -> np.ndarray:
     return np.asarray(im)
 
 
-def _decode(src: str | os.PathLike[str] | bytes, work: Callable[[Image.Image, str], T]) -> T:
-    """``work(image, name)`` on the opened ``src``, Pillow's failures mapped to
-    :class:`ImageDecodeError` / :class:`ImageTooLargeError`."""
+def _verify_jpeg(data: bytes, name: str, max_pixels: int, lenient: bool) -> None:
+    """Refuse (or, ``lenient``, warn about) a JPEG that the coefficient reader finds too
+    large, truncated or damaged; see the module docstring."""
+    try:
+        read_coefficients(data, max_pixels=max_pixels, strict=True)
+    except JpegTooLargeError as e:
+        raise ImageTooLargeError(name, str(e)) from None
+    except UnsupportedJpegError:
+        return  # not representable by the coefficient reader: Pillow's checks only
+    except JpegError as e:
+        if not lenient:
+            raise ImageDecodeError(name, str(e)) from None
+        warnings.warn(DamagedJpegWarning(f"{name}: decoded despite damage: {e}"), stacklevel=4)
+
+
+def _decode(
+    src: str | os.PathLike[str] | bytes,
+    work: Callable[[Image.Image, str], T],
+    max_pixels: int,
+    lenient: bool,
+) -> T:
+    """``work(image, name)`` on the opened ``src`` after the strict JPEG check
+    (:func:`_verify_jpeg`), Pillow's failures mapped to :class:`ImageDecodeError` /
+    :class:`ImageTooLargeError`."""
+    if not lenient and ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise UsageError(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True, so Pillow would accept truncated "
+            "images: set it back to False or decode with lenient=True (--lenient)"
+        )
     if isinstance(src, (bytes, bytearray, memoryview)):
         name = f"<{len(src)} bytes>"
-        fp: io.BufferedIOBase = io.BytesIO(src)
+        data = bytes(src)
     else:
         name = os.fspath(src)
-        fp = open(name, "rb")  # closed below; open errors propagate as OSError
+        with open(name, "rb") as f:  # open errors propagate as OSError
+            data = f.read()
+    fp: io.BufferedIOBase = io.BytesIO(data)
     try:
         with Image.open(fp, formats=FORMATS) as im:
+            if im.format in ("JPEG", "MPO"):
+                _verify_jpeg(data, name, max_pixels, lenient)
             return work(im, name)
     except ImageDecodeError:
         raise
