@@ -108,6 +108,7 @@ install_cpu_torch() {
   $PIP install -q "torch==$TORCH_VERSION"
 }
 
+$PIP install -q setuptools wheel numpy
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   if has_gpu; then
     $PIP install -q torch
@@ -124,7 +125,6 @@ fi
 # ---------------------------------------------------------------- freqdata
 EXTRAS=dev
 if [ "$WITH_TEST" = 1 ]; then EXTRAS=dev,dali,dask; fi
-$PIP install -q setuptools wheel numpy
 $PIP install -q --no-build-isolation -e ".[$EXTRAS]"
 say "ready: .venv (torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'),"\
 " extras $EXTRAS)"
