@@ -20,6 +20,13 @@
  *                 the warning is benign)
  *    decoder)     "fast" (fast_sequential below did the entropy decoding) or "libjpeg"
  *
+ *   gather(plane, select, negate, out) -> None
+ *   upsample(plane, matrix, fv, fh, out) -> None
+ *
+ * write a component's selected channels, channel-major, into `out`: at its own sampling, or
+ * through a fixed linear map per block (DCT-domain chroma upsampling computing only the
+ * selected output coefficients); see jc_gather and jc_upsample.
+ *
  * On failure it raises _jpegcoef.Failure(kind, message) with kind one of "not_jpeg",
  * "truncated", "corrupt", "unsupported", "too_large"; jpeg.py maps it to JpegError or
  * UnsupportedJpegError.
@@ -45,6 +52,7 @@
 #include <Python.h>
 
 #include <limits.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1174,11 +1182,286 @@ done:
     return result;
 }
 
+/* Indices k (ascending) of the nonzero coefficients of a 64-coefficient block; returns how
+ * many. */
+static int nonzero_positions(const int16_t *blk, int *nz)
+{
+    int n = 0, k;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    uint64_t mask = 0;
+    for (k = 0; k < 64; k += 16) {
+        __m128i a = _mm_cmpeq_epi16(_mm_loadu_si128((const __m128i *)(blk + k)), zero);
+        __m128i b = _mm_cmpeq_epi16(_mm_loadu_si128((const __m128i *)(blk + k + 8)), zero);
+        /* one byte per coefficient: 0xFF where zero */
+        mask |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_packs_epi16(a, b)) << k;
+    }
+    mask = ~mask;
+    while (mask) {
+        nz[n++] = __builtin_ctzll(mask);
+        mask &= mask - 1;
+    }
+#else
+    for (k = 0; k < 64; k++)
+        if (blk[k] != 0)
+            nz[n++] = k;
+#endif
+    return n;
+}
+
+/* out[t] = numpy's clip(rint(sum_k val[k] * rows[k][t]), -32768, 32767), t < nout: the
+ * products added in order k = 0, 1, ..., rounded to nearest, ties to even. */
+static void map_block(const double *val, const double *const *rows, int n, npy_intp nout,
+                      int32_t *out)
+{
+    npy_intp t = 0;
+    int k;
+#if defined(__SSE2__)
+    const __m128d lo = _mm_set1_pd(-32768.0), hi = _mm_set1_pd(32767.0);
+    for (; t + 8 <= nout; t += 8) { /* eight sums in registers */
+        __m128d s0 = _mm_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+        for (k = 0; k < n; k++) {
+            const __m128d v = _mm_set1_pd(val[k]);
+            const double *row = rows[k] + t;
+            s0 = _mm_add_pd(s0, _mm_mul_pd(v, _mm_loadu_pd(row)));
+            s1 = _mm_add_pd(s1, _mm_mul_pd(v, _mm_loadu_pd(row + 2)));
+            s2 = _mm_add_pd(s2, _mm_mul_pd(v, _mm_loadu_pd(row + 4)));
+            s3 = _mm_add_pd(s3, _mm_mul_pd(v, _mm_loadu_pd(row + 6)));
+        }
+        /* clamp, then convert in the default rounding mode (to nearest, ties to even) */
+        _mm_storel_epi64((__m128i *)(out + t),
+                         _mm_cvtpd_epi32(_mm_min_pd(_mm_max_pd(s0, lo), hi)));
+        _mm_storel_epi64((__m128i *)(out + t + 2),
+                         _mm_cvtpd_epi32(_mm_min_pd(_mm_max_pd(s1, lo), hi)));
+        _mm_storel_epi64((__m128i *)(out + t + 4),
+                         _mm_cvtpd_epi32(_mm_min_pd(_mm_max_pd(s2, lo), hi)));
+        _mm_storel_epi64((__m128i *)(out + t + 6),
+                         _mm_cvtpd_epi32(_mm_min_pd(_mm_max_pd(s3, lo), hi)));
+    }
+#endif
+    for (; t < nout; t++) {
+        double x = 0.0;
+        for (k = 0; k < n; k++)
+            x += val[k] * rows[k][t];
+        x = x < -32768.0 ? -32768.0 : (x > 32767.0 ? 32767.0 : x);
+        out[t] = (int32_t)nearbyint(x);
+    }
+}
+
+/* plane must be a C-contiguous (Hb, Wb, 64) int16, out a C-contiguous (C, H, W) int16 with
+ * 1 <= C <= max_c; sets a ValueError and returns -1 otherwise. */
+static int check_plane_out(PyArrayObject *plane, PyArrayObject *out, npy_intp max_c)
+{
+    if (PyArray_TYPE(plane) != NPY_INT16 || PyArray_NDIM(plane) != 3 ||
+        PyArray_DIM(plane, 2) != 64 || !PyArray_IS_C_CONTIGUOUS(plane)) {
+        PyErr_SetString(PyExc_ValueError, "plane must be a C-contiguous (Hb, Wb, 64) int16");
+        return -1;
+    }
+    if (PyArray_TYPE(out) != NPY_INT16 || PyArray_NDIM(out) != 3 ||
+        PyArray_DIM(out, 0) < 1 || PyArray_DIM(out, 0) > max_c ||
+        !PyArray_IS_C_CONTIGUOUS(out) || !PyArray_ISWRITEABLE(out)) {
+        PyErr_SetString(PyExc_ValueError, "out must be a writable C-contiguous (C, H, W) int16");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * gather(plane, select, negate, out) -> None
+ *
+ * out[c, r, x] = plane[r, x, select[c]], negated (int16 wrap-around, as numpy's) where
+ * negate[c]: channels of one component at its own sampling. `select`: (C,) int64 in
+ * [0, 64); `negate`: (C,) bool; `out`: (C, Hb, Wb) int16.
+ */
+static PyObject *jc_gather(PyObject *self, PyObject *args)
+{
+    PyArrayObject *plane, *sel, *neg, *out;
+    npy_intp nch, nblk, b, ch;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!:gather", &PyArray_Type, &plane, &PyArray_Type, &sel,
+                          &PyArray_Type, &neg, &PyArray_Type, &out))
+        return NULL;
+    if (check_plane_out(plane, out, 64) < 0)
+        return NULL;
+    nch = PyArray_DIM(out, 0);
+    if (PyArray_DIM(out, 1) != PyArray_DIM(plane, 0) ||
+        PyArray_DIM(out, 2) != PyArray_DIM(plane, 1)) {
+        PyErr_SetString(PyExc_ValueError, "out's grid must be the plane's");
+        return NULL;
+    }
+    if (PyArray_TYPE(sel) != NPY_INT64 || PyArray_NDIM(sel) != 1 ||
+        PyArray_DIM(sel, 0) != nch || !PyArray_IS_C_CONTIGUOUS(sel) ||
+        PyArray_TYPE(neg) != NPY_BOOL || PyArray_NDIM(neg) != 1 ||
+        PyArray_DIM(neg, 0) != nch || !PyArray_IS_C_CONTIGUOUS(neg)) {
+        PyErr_SetString(PyExc_ValueError, "select must be (C,) int64 and negate (C,) bool");
+        return NULL;
+    }
+    {
+        const int16_t *src = (const int16_t *)PyArray_DATA(plane);
+        const int64_t *k = (const int64_t *)PyArray_DATA(sel);
+        const npy_bool *ng = (const npy_bool *)PyArray_DATA(neg);
+        int16_t *dst = (int16_t *)PyArray_DATA(out);
+        int idx[64];
+        uint16_t flip[64];
+        for (ch = 0; ch < nch; ch++) {
+            if (k[ch] < 0 || k[ch] >= 64) {
+                PyErr_SetString(PyExc_ValueError, "select must lie in [0, 64)");
+                return NULL;
+            }
+            idx[ch] = (int)k[ch];
+            flip[ch] = ng[ch] ? 0xFFFF : 0; /* -v = (v ^ 0xFFFF) + 1 (mod 2^16) */
+        }
+        nblk = PyArray_DIM(plane, 0) * PyArray_DIM(plane, 1);
+        Py_BEGIN_ALLOW_THREADS
+        b = 0;
+#if defined(__SSE2__)
+        /* eight blocks at a time: transpose each needed 8-coefficient row of the eight blocks
+         * (8 x 8 int16) in registers, then one 16-byte store per selected channel */
+        {
+            int need[8] = {0}, r, u;
+            for (ch = 0; ch < nch; ch++)
+                need[idx[ch] >> 3] = 1;
+            for (; b + 8 <= nblk; b += 8) {
+                const int16_t *blk = src + b * 64;
+                for (r = 0; r < 8; r++) {
+                    __m128i x[8], t[8], v[8], col[8];
+                    if (!need[r])
+                        continue;
+                    for (u = 0; u < 8; u++)
+                        x[u] = _mm_loadu_si128((const __m128i *)(blk + u * 64 + r * 8));
+                    for (u = 0; u < 4; u++) {
+                        t[2 * u] = _mm_unpacklo_epi16(x[2 * u], x[2 * u + 1]);
+                        t[2 * u + 1] = _mm_unpackhi_epi16(x[2 * u], x[2 * u + 1]);
+                    }
+                    v[0] = _mm_unpacklo_epi32(t[0], t[2]);
+                    v[1] = _mm_unpackhi_epi32(t[0], t[2]);
+                    v[2] = _mm_unpacklo_epi32(t[1], t[3]);
+                    v[3] = _mm_unpackhi_epi32(t[1], t[3]);
+                    v[4] = _mm_unpacklo_epi32(t[4], t[6]);
+                    v[5] = _mm_unpackhi_epi32(t[4], t[6]);
+                    v[6] = _mm_unpacklo_epi32(t[5], t[7]);
+                    v[7] = _mm_unpackhi_epi32(t[5], t[7]);
+                    for (u = 0; u < 4; u++) { /* col[u][i] = block b+i, coefficient 8r+u */
+                        col[2 * u] = _mm_unpacklo_epi64(v[u], v[u + 4]);
+                        col[2 * u + 1] = _mm_unpackhi_epi64(v[u], v[u + 4]);
+                    }
+                    for (ch = 0; ch < nch; ch++) {
+                        __m128i c;
+                        if ((idx[ch] >> 3) != r)
+                            continue;
+                        c = col[idx[ch] & 7];
+                        if (flip[ch])
+                            c = _mm_sub_epi16(_mm_setzero_si128(), c); /* wraps like numpy */
+                        _mm_storeu_si128((__m128i *)(dst + ch * nblk + b), c);
+                    }
+                }
+            }
+        }
+#endif
+        for (; b < nblk; b++)
+            for (ch = 0; ch < nch; ch++) {
+                uint16_t x = (uint16_t)src[b * 64 + idx[ch]];
+                dst[ch * nblk + b] = (int16_t)(uint16_t)((x ^ flip[ch]) + (flip[ch] & 1));
+            }
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+/*
+ * upsample(plane, matrix, fv, fh, out) -> None
+ *
+ * A linear map per block, for DCT-domain chroma upsampling (freqdata/coefficients.py): block
+ * (r, c) of `plane` ((Hb, Wb, 64) int16) becomes the fv x fh output blocks (fv*r + i,
+ * fh*c + j), whose C channels are out[:, ...] = sum_k plane[r, c, k] * matrix[k, i*fh + j, :]
+ * (`matrix`: (64, fv*fh, C) float64, C-contiguous), rounded half to even and saturated to
+ * int16, like numpy's clip(rint(.)). `out`: (C, H, W) int16 with H <= Hb*fv, W <= Wb*fh;
+ * output blocks beyond it are dropped. Only the nonzero coefficients of a block are visited,
+ * in ascending k (a zero product changes no float sum), so the cost follows the data's
+ * sparsity.
+ */
+static PyObject *jc_upsample(PyObject *self, PyObject *args)
+{
+    PyArrayObject *plane, *matrix, *out;
+    int fv, fh;
+    npy_intp out_h, out_w, hb, wb, nch, nout;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!iiO!:upsample", &PyArray_Type, &plane, &PyArray_Type,
+                          &matrix, &fv, &fh, &PyArray_Type, &out))
+        return NULL;
+    if (check_plane_out(plane, out, 64) < 0)
+        return NULL;
+    if (fv < 1 || fh < 1 || fv * fh > 16) {
+        PyErr_SetString(PyExc_ValueError, "factors must be >= 1 with fv * fh <= 16");
+        return NULL;
+    }
+    nch = PyArray_DIM(out, 0);
+    if (PyArray_TYPE(matrix) != NPY_FLOAT64 || PyArray_NDIM(matrix) != 3 ||
+        PyArray_DIM(matrix, 0) != 64 || PyArray_DIM(matrix, 1) != fv * fh ||
+        PyArray_DIM(matrix, 2) != nch || !PyArray_IS_C_CONTIGUOUS(matrix)) {
+        PyErr_SetString(PyExc_ValueError, "matrix must be a C-contiguous (64, fv*fh, C) float64");
+        return NULL;
+    }
+    hb = PyArray_DIM(plane, 0);
+    wb = PyArray_DIM(plane, 1);
+    out_h = PyArray_DIM(out, 1);
+    out_w = PyArray_DIM(out, 2);
+    nout = fv * fh * nch;
+    if (out_h > hb * fv || out_w > wb * fh) {
+        PyErr_SetString(PyExc_ValueError, "out is larger than the upsampled grid");
+        return NULL;
+    }
+    {
+        const int16_t *src = (const int16_t *)PyArray_DATA(plane);
+        const double *m = (const double *)PyArray_DATA(matrix);
+        int16_t *dst = (int16_t *)PyArray_DATA(out);
+        npy_intp plane_px = out_h * out_w, r, c;
+        int32_t acc[16 * 64];
+        double val[64];
+        const double *rows[64];
+        int nz[64], n, k, i, j;
+        Py_BEGIN_ALLOW_THREADS
+        for (r = 0; r < hb && r * fv < out_h; r++) {
+            for (c = 0; c < wb && c * fh < out_w; c++) {
+                const int16_t *blk = src + (r * wb + c) * 64;
+                n = nonzero_positions(blk, nz);
+                for (k = 0; k < n; k++) {
+                    val[k] = (double)blk[nz[k]];
+                    rows[k] = m + (npy_intp)nz[k] * nout;
+                }
+                map_block(val, rows, n, nout, acc);
+                for (i = 0; i < fv; i++) {
+                    npy_intp y = r * fv + i;
+                    if (y >= out_h)
+                        break;
+                    for (j = 0; j < fh; j++) {
+                        npy_intp x = c * fh + j, ch;
+                        const int32_t *a = acc + (i * fh + j) * nch;
+                        if (x >= out_w)
+                            break;
+                        for (ch = 0; ch < nch; ch++)
+                            dst[ch * plane_px + y * out_w + x] = (int16_t)a[ch];
+                    }
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"read", jc_read, METH_VARARGS,
      "read(data, max_pixels, strict, fast=True) -> tuple: a JPEG's dequantized DCT "
      "coefficients (see freqdata.jpeg.read_coefficients); fast=False always uses libjpeg's "
      "entropy decoder (for tests)."},
+    {"gather", jc_gather, METH_VARARGS,
+     "gather(plane, select, negate, out) -> None: selected channels of one plane, channel-"
+     "major (see freqdata.coefficients)."},
+    {"upsample", jc_upsample, METH_VARARGS,
+     "upsample(plane, matrix, fv, fh, out) -> None: a fixed linear map from each "
+     "64-coefficient block to fv x fh output blocks of C channels (see "
+     "freqdata.coefficients)."},
     {NULL, NULL, 0, NULL},
 };
 

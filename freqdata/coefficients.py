@@ -21,7 +21,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from freqdata import _jpegcoef
 from freqdata.dct import BLOCK, dct_matrix
+from freqdata.errors import UsageError
 from freqdata.jpeg import JpegCoefficients
 
 
@@ -86,21 +88,42 @@ def _orient_grid(x: np.ndarray, orient: Orientation) -> np.ndarray:
     return x
 
 
-def _upsampled_select(
-    plane: np.ndarray, select: np.ndarray, weights: np.ndarray, fv: int, fh: int
-) -> np.ndarray:
-    """``plane`` (Hb, Wb, 64) box-upsampled by (fv, fh) in the DCT domain, rows ``select`` only.
+@cache
+def _upsample_map(fv: int, fh: int, select: tuple[int, ...], sign: tuple[float, ...]) -> np.ndarray:
+    """(64, fv*fh, C) float64: input coefficient → output block ``(i, j)`` (index ``i*fh + j``),
+    coefficient ``select[c]`` times ``sign[c]``; rows of ``kron(A_i, A_j)`` (``A`` =
+    :func:`upsample_matrix`)."""
+    w = np.asarray(sign)[:, None]
+    m = np.stack(
+        [
+            np.kron(upsample_matrix(fv, i), upsample_matrix(fh, j))[list(select)] * w
+            for i in range(fv)
+            for j in range(fh)
+        ]
+    )  # (fv*fh, C, 64)
+    m = np.ascontiguousarray(m.transpose(2, 0, 1))
+    m.setflags(write=False)
+    return m
 
-    ``weights`` (len(select),) multiply each output channel. Returns float64 (Hb*fv, Wb*fh, C).
-    """
-    hb, wb, _ = plane.shape
-    src = plane.reshape(hb * wb, BLOCK * BLOCK).astype(np.float64)
-    out = np.empty((hb, fv, wb, fh, len(select)))
-    for i in range(fv):
-        for j in range(fh):
-            lin = np.kron(upsample_matrix(fv, i), upsample_matrix(fh, j))[select]
-            out[:, i, :, j] = (src @ (lin.T * weights)).reshape(hb, wb, -1)
-    return out.reshape(hb * fv, wb * fh, len(select))
+
+class _Source(NamedTuple):
+    """Where the selected output channels come from, for one selection and orientation."""
+
+    index: tuple[int, ...]  # source coefficient per output channel
+    sign: tuple[float, ...]  # +1.0 / -1.0 per output channel
+    index_array: np.ndarray  # index as (C,) int64
+    negate: np.ndarray  # sign < 0 as (C,) bool
+
+
+@cache
+def _source(select: tuple[int, ...], orient: Orientation) -> _Source:
+    """:func:`_oriented_source` of ``select`` under ``orient``, in the forms the C kernels take."""
+    src, sign = _oriented_source(np.asarray(select, dtype=np.int64), orient)
+    index = np.ascontiguousarray(src, dtype=np.int64)
+    negate = np.ascontiguousarray(sign < 0)
+    index.setflags(write=False)
+    negate.setflags(write=False)
+    return _Source(tuple(index.tolist()), tuple(sign.tolist()), index, negate)
 
 
 def _factors(coefs: JpegCoefficients, comp: int) -> tuple[int, int]:
@@ -116,6 +139,7 @@ def component_cube(
     *,
     upsample: bool,
     orient: bool = True,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Channels ``select`` of component ``comp`` as ``(C, Hb, Wb)`` int16.
 
@@ -123,21 +147,43 @@ def component_cube(
     DCT-domain box upsampling, cropped to the luma grid; otherwise keep its own sampling
     (``chroma="native"``). ``orient``: apply the file's EXIF orientation. A component the
     file does not have (grayscale chroma) is all zeros: JPEG's value for neutral chroma.
+    ``out``: a C-contiguous int16 array of the result's shape to write into (returned).
+
+    Only the selected output coefficients are computed, in C: a gather at the component's
+    own sampling; with upsampling, one fixed float64 linear map per source block (the rows
+    ``select`` of ``kron(A_i, A_j)`` for each output block ``(i, j)``), rounded half to even
+    and saturated to int16.
     """
-    select = np.asarray(select, dtype=np.int64)
+    sel = tuple(np.asarray(select, dtype=np.int64).reshape(-1).tolist())
     o = EXIF_ORIENTATIONS.get(coefs.orientation, EXIF_ORIENTATIONS[1]) if orient else None
-    src, sign = _oriented_source(select, o) if o else (select, np.ones(len(select)))
+    src = _source(sel, o or EXIF_ORIENTATIONS[1])
     luma = coefs.planes[0]
-    if comp >= len(coefs.planes):
-        grid = np.zeros((*luma.shape[:2], len(select)), dtype=np.int16)
+    have = comp < len(coefs.planes)
+    fv, fh = _factors(coefs, comp) if upsample and have else (1, 1)
+    grid = luma.shape[:2] if upsample or not have else coefs.planes[comp].shape[:2]
+    moved = o is not None and any(o)
+    shape = (len(sel), *(grid[::-1] if moved and o.transpose else grid))
+    if out is not None and (
+        out.shape != shape or out.dtype != np.int16 or not out.flags.c_contiguous
+    ):
+        raise UsageError(f"out must be a C-contiguous {shape} int16 array")
+    cube = out if out is not None and not moved else np.empty((len(sel), *grid), np.int16)
+    if not have:
+        cube[...] = 0
+    elif (fv, fh) == (1, 1):
+        _jpegcoef.gather(_contiguous(coefs.planes[comp]), src.index_array, src.negate, cube)
     else:
-        plane = coefs.planes[comp]
-        fv, fh = _factors(coefs, comp) if upsample else (1, 1)
-        if (fv, fh) == (1, 1):
-            grid = plane[..., src] * sign.astype(np.int16) if o else plane[..., src]
-        else:
-            up = _upsampled_select(plane, src, sign, fv, fh)[: luma.shape[0], : luma.shape[1]]
-            grid = np.clip(np.rint(up), -32768, 32767).astype(np.int16)
-    if o:
-        grid = _orient_grid(grid, o)
-    return np.ascontiguousarray(grid.transpose(2, 0, 1))
+        m = _upsample_map(fv, fh, src.index, src.sign)
+        _jpegcoef.upsample(_contiguous(coefs.planes[comp]), m, fv, fh, cube)
+    if not moved:
+        return cube
+    turned = _orient_grid(cube.transpose(1, 2, 0), o).transpose(2, 0, 1)
+    if out is None:
+        return np.ascontiguousarray(turned)
+    out[...] = turned
+    return out
+
+
+def _contiguous(plane: np.ndarray) -> np.ndarray:
+    """``plane`` as the C kernels take it: C-contiguous int16."""
+    return np.ascontiguousarray(plane, dtype=np.int16)
