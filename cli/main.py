@@ -85,8 +85,9 @@ def encode_images_cmd(
     path: Annotated[
         str | None,
         typer.Option(
-            help="coeff (JPEG coefficients, no IDCT) or pixels. Default: coeff, or pixels "
-            "when --geometry resamples (resnet, mobilenet, S:C)."
+            help="coeff (JPEG coefficients, no IDCT), pixels, or dctnet (DCTNet's own "
+            "transform, bit for bit; a crop geometry). Default: coeff, or pixels when "
+            "--geometry resamples (resnet, mobilenet, S:C)."
         ),
     ] = None,
     geometry: Annotated[
@@ -112,6 +113,13 @@ def encode_images_cmd(
             min=1, help="Record input files larger than this (bytes) as failed, unread."
         ),
     ] = DEFAULT_MAX_BYTES,
+    lenient: Annotated[
+        bool,
+        typer.Option(
+            help="Store damaged or truncated JPEGs as far as they decode (listed as warnings "
+            "in the store, freqdata inspect) instead of recording them as failed."
+        ),
+    ] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Inputs per commit.")] = 64,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     scheduler: Annotated[
@@ -134,7 +142,7 @@ def encode_images_cmd(
     with reported():
         if path is None:  # a geometry that resamples implies the pixel path
             path = "coeff" if parse_geometry(geometry).resize is None else "pixels"
-        opts = EncodeOptions(preset, path, geometry, chroma, max_pixels, max_bytes)
+        opts = EncodeOptions(preset, path, geometry, chroma, max_pixels, max_bytes, lenient)
         opts.validate()
     try:
         with reported():
@@ -239,10 +247,31 @@ def inspect_cmd(
     store: Annotated[Path, typer.Argument(help="A store written by freqdata encode.")],
     errors: Annotated[bool, typer.Option(help="List every failed input.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Read and check every chunk and committed row instead (checksums, missing "
+            "chunks, index, statistics, completeness); exit 1 on damage.",
+        ),
+    ] = False,
 ) -> None:
     """Summarize a store: layout, samples, classes, statistics, failures."""
     from freqdata.masks.store import is_mask_store
     from freqdata.store import open_store, store_bytes
+
+    if verify:
+        from freqdata.store.verify import verify_store
+
+        if not store.exists():
+            fail(f"{store} does not exist", EXIT_SOME_FAILED)
+        with reported(f"{store}: "):
+            report = verify_store(store)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+        else:
+            Console().print(str(report), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_OK if report.ok else EXIT_SOME_FAILED)
 
     if is_mask_store(store):
         from freqdata.cli.masks import inspect_masks
@@ -271,6 +300,7 @@ def inspect_cmd(
         "inputs": s.attrs["inputs"]["count"],
         "inputs_done": s.progress.inputs_done,
         "failed": len(s.errors),
+        "warnings": len(s.warnings),
         "first_sample_shapes": shapes,
         "classes": counts,
         "config": {k: v for k, v in s.config.items() if k != "indices"},
@@ -281,12 +311,13 @@ def inspect_cmd(
     }
     if as_json:
         info["errors"] = s.errors
+        info["warning_log"] = s.warnings
         print(json.dumps(info, indent=2))
         return
     out = Console()
     t = Table(title=f"freqdata store {store}", show_header=False)
     status = "complete" if s.complete else "[bold red]INCOMPLETE[/] (resume with --resume)"
-    for k in ("layout", "samples", "inputs", "failed", "channels"):
+    for k in ("layout", "samples", "inputs", "failed", "warnings", "channels"):
         t.add_row(k, str(info[k]))
     t.add_row("status", status)
     t.add_row("sample shape", ", ".join(str(tuple(x)) for x in shapes) + " (first sample)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from freqdata import __version__
 from freqdata.encode import CHROMA, PATHS, encode_image
 from freqdata.errors import UsageError
+from freqdata.jpeg import DamagedJpegWarning
 from freqdata.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from freqdata.pixels import parse_geometry
 from freqdata.pool import ordered_map
@@ -40,7 +42,8 @@ DCT_CONVENTION = (
 @dataclass(frozen=True)
 class EncodeOptions:
     """How each image is encoded (see :func:`freqdata.encode_image`); ``max_bytes``: larger
-    input files are recorded as failed without being read."""
+    input files are recorded as failed without being read; ``lenient``: damaged JPEGs are
+    stored as far as they decode, each listed in the store's warning log."""
 
     preset: str = "dctnet-24"
     path: str = "coeff"
@@ -48,6 +51,7 @@ class EncodeOptions:
     chroma: str = "full"
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES
+    lenient: bool = False
 
     def validate(self) -> None:
         """Check every option (nothing else is read); :class:`UsageError` naming the bad one."""
@@ -67,6 +71,11 @@ class EncodeOptions:
         if self.chroma == "native" and geo.crop is not None:
             raise UsageError(
                 "chroma 'native' is stored in the ragged layout: use geometry 'none'"
+            )
+        if self.path == "dctnet" and geo.crop is None:
+            raise UsageError(
+                "--path dctnet is DCTNet's evaluation transform: it needs a crop geometry "
+                f"(resnet, mobilenet or S:C), got {self.geometry!r}"
             )
         if not isinstance(self.max_pixels, int) or self.max_pixels <= 0:
             raise UsageError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
@@ -96,6 +105,8 @@ class EncodeOptions:
             "dct": DCT_CONVENTION,
             "freqdata_version": __version__,
         }
+        if self.lenient:  # strict stores keep the record they always had
+            config["lenient"] = True
         return StoreSpec(parts, config, names, sources.class_names, sources.digest(), len(sources))
 
 
@@ -124,20 +135,41 @@ class EncodeSummary:
         return len(open_store(self.out).errors)
 
 
+class Damaged(tuple):
+    """The part arrays of an input encoded despite damage (``lenient``): a result like any
+    other, plus ``warning``, the reason that goes to the store's warning log."""
+
+    warning: str
+
+    def __new__(cls, parts: tuple[np.ndarray, ...], warning: str) -> Damaged:
+        self = super().__new__(cls, parts)
+        self.warning = warning
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Damaged, (tuple(self), self.warning)
+
+
 def _encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:
-    """Encode one input; any failure becomes its reason string (never raises)."""
+    """Encode one input; any failure becomes its reason string (never raises). With
+    ``opts.lenient`` a damaged JPEG comes back as :class:`Damaged`."""
     try:
-        cube = encode_image(
-            read_input(path, opts.max_bytes),
-            opts.preset,
-            opts.path,
-            opts.geometry,
-            opts.chroma,
-            max_pixels=opts.max_pixels,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DamagedJpegWarning)
+            cube = encode_image(
+                read_input(path, opts.max_bytes),
+                opts.preset,
+                opts.path,
+                opts.geometry,
+                opts.chroma,
+                max_pixels=opts.max_pixels,
+                lenient=opts.lenient,
+            )
     except Exception as e:  # one bad input must not stop the run: record why
         return escape_name(f"{type(e).__name__}: {e}")
-    return cube if isinstance(cube, tuple) else (cube,)
+    parts = cube if isinstance(cube, tuple) else (cube,)
+    damage = [str(w.message) for w in caught if issubclass(w.category, DamagedJpegWarning)]
+    return Damaged(parts, escape_name("; ".join(damage))) if damage else parts
 
 
 WORKER_DIED = (
@@ -198,6 +230,10 @@ def encode_images(
         failed_before = len(writer.errors)
         for i, result in zip(todo, results, strict=True):
             batch.append((i, sources.names[i], sources.labels[i], result))
+            if isinstance(result, Damaged):
+                writer.add_warnings(
+                    [{"index": i, "path": sources.names[i], "reason": result.warning}]
+                )
             if isinstance(result, str):
                 summary.failed += 1
             else:

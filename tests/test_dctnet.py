@@ -19,7 +19,14 @@ import pytest
 from conftest import ANTS_BEES, COCO_VAL, ZOO
 from PIL import Image
 
-from freqdata import PRESETS, encode_image, read_coefficients
+from freqdata import (
+    PRESETS,
+    EncodeOptions,
+    encode_image,
+    encode_images,
+    open_store,
+    read_coefficients,
+)
 from freqdata.dctnet import (
     STATISTICS,
     dctnet_planes,
@@ -194,6 +201,16 @@ def test_named_statistics() -> None:
         named_statistics("imagenet", names)
     with pytest.raises(UsageError, match="channel"):
         named_statistics("dctnet", ["Y64"])
+
+
+def test_store_of_the_dctnet_path(tmp_path: Path) -> None:
+    opts = EncodeOptions("dctnet-24", "dctnet", "resnet")
+    summary = encode_images(str(IMAGES[0]), str(tmp_path / "s.zarr"), opts, workers=0)
+    assert summary.encoded == 1 and summary.failed == 0, summary.errors
+    cube, _ = open_store(str(tmp_path / "s.zarr"))[0]
+    np.testing.assert_array_equal(cube, encode_dctnet(IMAGES[0], "dctnet-24", "resnet"))
+    with pytest.raises(UsageError, match="crop geometry"):
+        EncodeOptions("dctnet-24", "dctnet", "none").validate()
 
 
 def test_options_refused() -> None:
