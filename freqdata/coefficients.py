@@ -132,6 +132,14 @@ def _factors(coefs: JpegCoefficients, comp: int) -> tuple[int, int]:
     return vy // vc, hy // hc
 
 
+def luma_grid(coefs: JpegCoefficients, orient: bool = True) -> tuple[int, int]:
+    """``(Hb, Wb)`` of the luma block grid, after the file's EXIF orientation if ``orient``:
+    the grid of :func:`component_cube` with ``upsample=True``."""
+    hb, wb = coefs.planes[0].shape[:2]
+    o = EXIF_ORIENTATIONS.get(coefs.orientation, EXIF_ORIENTATIONS[1])
+    return (wb, hb) if orient and o.transpose else (hb, wb)
+
+
 def component_cube(
     coefs: JpegCoefficients,
     comp: int,

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from freqdata.coefficients import component_cube
+from freqdata.coefficients import component_cube, luma_grid
 from freqdata.dct import BLOCK, block_dct
 from freqdata.dctnet import encode_dctnet
 from freqdata.errors import UsageError
@@ -115,10 +115,16 @@ def _from_coefficients(
             raise
         warnings.warn(DamagedJpegWarning(f"decoded despite damage: {e}"), stacklevel=3)
         coefs = read_coefficients(src, max_pixels=max_pixels, strict=False)
-    full = chroma == "full"
+    if chroma == "full":  # each component written straight into its channels of the cube
+        ny, nc = len(p.y), len(p.cb)
+        out = np.empty((ny + nc + len(p.cr), *luma_grid(coefs)), dtype=np.int16)
+        component_cube(coefs, 0, p.y, upsample=False, out=out[:ny])
+        component_cube(coefs, 1, p.cb, upsample=True, out=out[ny : ny + nc])
+        component_cube(coefs, 2, p.cr, upsample=True, out=out[ny + nc :])
+        return out
     y = component_cube(coefs, 0, p.y, upsample=False)
-    cb = component_cube(coefs, 1, p.cb, upsample=full)
-    cr = component_cube(coefs, 2, p.cr, upsample=full)
+    cb = component_cube(coefs, 1, p.cb, upsample=False)
+    cr = component_cube(coefs, 2, p.cr, upsample=False)
     return _join(y, cb, cr, chroma)
 
 

@@ -18,6 +18,7 @@ from freqdata.coefficients import (
     component_cube,
     upsample_matrix,
 )
+from freqdata.errors import UsageError
 from freqdata.jpeg import JpegCoefficients, JpegError, read_coefficients
 from freqdata.presets import resolve_preset
 
@@ -131,3 +132,19 @@ def test_fast_chroma_saturates_like_numpy(data_dir):
     got = component_cube(loud, 1, range(64), upsample=True)
     assert (got == 32767).any() and (got == -32768).any()
     _check(loud)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_out_receives_the_cube(data_dir, orientation):
+    """``out=`` (a channel slice of a bigger cube) gets exactly the returned cube; a wrong
+    shape is refused."""
+    name = "hopper.jpg" if orientation == 1 else f"hopper_orientation_{orientation}.jpg"
+    coefs = read_coefficients(ZOO / "pillow" / name)
+    for comp, upsample in ((0, False), (1, True), (2, False)):
+        ref = component_cube(coefs, comp, DCTNET_CHROMA, upsample=upsample)
+        big = np.full((9, *ref.shape[1:]), 7, dtype=np.int16)
+        got = component_cube(coefs, comp, DCTNET_CHROMA, upsample=upsample, out=big[2:6])
+        np.testing.assert_array_equal(big[2:6], ref)
+        assert np.shares_memory(got, big) and (big[:2] == 7).all() and (big[6:] == 7).all()
+    with pytest.raises(UsageError):
+        component_cube(coefs, 1, DCTNET_CHROMA, upsample=True, out=big[:3])
