@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from freqdata.errors import UsageError
+from freqdata.errors import StoreError, UsageError
 from freqdata.limits import DEFAULT_MAX_PIXELS
 from freqdata.masks.coco import (
     METHODS,
@@ -64,6 +64,7 @@ from freqdata.masks.weak import IGNORE_INDEX, _cells, blockwise
 from freqdata.store import Progress, store_bytes
 from freqdata.store.layout import INDEX_CHUNK, array_options
 from freqdata.store.lock import held
+from freqdata.store.reader import read_checked, require_rows
 from freqdata.store.writer import append_rows, prepare_new, remove_temporaries, truncate_rows
 
 __all__ = [
@@ -113,6 +114,10 @@ VECTOR_ROWS = 256
 PATCH_ROWS = 64
 LABEL_ROWS = 1024
 RAGGED_CHUNK = 1 << 20  # uint8 elements per chunk of the ragged label maps
+# per-instance arrays (M rows; the patch arrays only with PatchDCT), large ones first
+INSTANCE_ARRAYS = ("vectors", "patch/vectors", "patch/labels", "image_ids", "image_index",
+                   "category_ids", "ann_ids", "boxes", "areas", "iscrowd")
+IMAGE_ARRAYS = ("ids", "file_names", "sizes", "image_index")  # under images/, I rows
 
 
 # --------------------------------------------------------------------------- categories
@@ -878,7 +883,8 @@ class MaskStore:
 
     Large per-instance arrays are lazy ``zarr.Array`` s (slice them): :attr:`vectors`
     ``(M, n)`` float32, :attr:`patch_vectors` ``(M, 14, 14, 6)`` float32, :attr:`patch_labels`
-    ``(M, 14, 14)`` uint8. Index arrays are loaded as numpy: :attr:`image_ids`,
+    ``(M, 14, 14)`` uint8 (opening checks that they hold every committed row; a chunk failing
+    its crc32c raises when read). Index arrays are loaded as numpy: :attr:`image_ids`,
     :attr:`image_index`, :attr:`category_ids`, :attr:`ann_ids` ``(M,)`` int64, :attr:`boxes`
     ``(M, 4)`` float64 xywh, :attr:`areas` ``(M,)`` float64, :attr:`iscrowd` ``(M,)`` uint8.
     ``store[i]`` is one instance as a dict; :meth:`rows_of` the rows of one image;
@@ -889,23 +895,28 @@ class MaskStore:
     def __init__(self, path: str | Path) -> None:
         found = _mask_group_path(path)
         if found is None:
-            raise ValueError(f"{path} is not a freqdata mask store (nor an image store with one)")
+            raise StoreError(f"{path} is not a freqdata mask store (nor an image store with one)")
         self.path = str(found)
         self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
         self.attrs: dict[str, Any] = self.group.attrs["freqdata"]
         self.progress = Progress(**self.attrs["progress"])
         m = self._n = self.progress.samples
         g = self.group
-        self.image_ids: np.ndarray = g["image_ids"][:m]
-        self.image_index: np.ndarray = g["image_index"][:m]
-        self.category_ids: np.ndarray = g["category_ids"][:m]
-        self.ann_ids: np.ndarray = g["ann_ids"][:m]
-        self.boxes: np.ndarray = g["boxes"][:m]
-        self.areas: np.ndarray = g["areas"][:m]
-        self.iscrowd: np.ndarray = g["iscrowd"][:m]
+        for name in INSTANCE_ARRAYS[:3]:
+            if name in g:
+                require_rows(g[name], m, unit="instance")
+        self.image_ids: np.ndarray = read_checked(g["image_ids"], 0, m, unit="instance")
+        self.image_index: np.ndarray = read_checked(g["image_index"], 0, m, unit="instance")
+        self.category_ids: np.ndarray = read_checked(g["category_ids"], 0, m, unit="instance")
+        self.ann_ids: np.ndarray = read_checked(g["ann_ids"], 0, m, unit="instance")
+        self.boxes: np.ndarray = read_checked(g["boxes"], 0, m, unit="instance")
+        self.areas: np.ndarray = read_checked(g["areas"], 0, m, unit="instance")
+        self.iscrowd: np.ndarray = read_checked(g["iscrowd"], 0, m, unit="instance")
         i = self.progress.inputs_done
-        self.images = ImageTable(g["images/ids"][:i], g["images/file_names"][:i],
-                                 g["images/sizes"][:i], g["images/image_index"][:i])
+        self.images = ImageTable(
+            *(read_checked(g[f"images/{name}"], 0, i, unit="image")
+              for name in IMAGE_ARRAYS)
+        )
         self._image_row = {int(v): j for j, v in enumerate(self.images.ids)}
         self._weak_index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -957,15 +968,18 @@ class MaskStore:
         if not -self._n <= i < self._n:
             raise IndexError(f"instance {i} out of range for a store of {self._n}")
         i %= self._n
+        def row(arr: zarr.Array) -> np.ndarray:
+            return read_checked(arr, i, i + 1, unit="instance")[0]
+
         out: dict[str, Any] = {
-            "vector": self.vectors[i], "image_id": int(self.image_ids[i]),
+            "vector": row(self.vectors), "image_id": int(self.image_ids[i]),
             "image_index": int(self.image_index[i]), "category_id": int(self.category_ids[i]),
             "ann_id": int(self.ann_ids[i]), "box": self.boxes[i], "area": float(self.areas[i]),
             "iscrowd": int(self.iscrowd[i]),
         }
         if self.config["patch"]:
-            out["patch_vectors"] = self.patch_vectors[i]
-            out["patch_labels"] = self.patch_labels[i]
+            out["patch_vectors"] = row(self.patch_vectors)
+            out["patch_labels"] = row(self.patch_labels)
         return out
 
     def rows_of(self, image_id: int) -> np.ndarray:
@@ -980,11 +994,14 @@ class MaskStore:
                 raise KeyError(f"no block-wise labels {name!r} in this store (nus: {self.nus})")
             rg = self.group[f"weak/{name}"]
             i = len(self.images)
-            self._weak_index[name] = (rg["offset"][:i], rg["shape"][:i])
+            self._weak_index[name] = (read_checked(rg["offset"], 0, i, unit="image"),
+                                      read_checked(rg["shape"], 0, i, unit="image"))
         offsets, shapes = self._weak_index[name]
         shape = tuple(int(s) for s in shapes[row])
         start = int(offsets[row])
-        return self.group[f"weak/{name}/data"][start : start + math.prod(shape)].reshape(shape)
+        flat = read_checked(self.group[f"weak/{name}/data"], start, start + math.prod(shape),
+                            affected=f"image row {row}")
+        return flat.reshape(shape)
 
     def image_row(self, image_id: int) -> int:
         """Row of a COCO image id in :attr:`images` (``KeyError`` if absent)."""

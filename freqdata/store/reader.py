@@ -37,6 +37,12 @@ def where(arr: zarr.Array) -> str:
     return f"{root if root is not None else store}: array {arr.path!r}"
 
 
+def _decode_error(e: Exception) -> str:
+    """What zarr's decode error means (its crc32c codec says "Stored and computed checksum do
+    not match")."""
+    return "chunk checksum mismatch" if "checksum" in str(e) else f"chunk cannot be decoded: {e}"
+
+
 def require_rows(arr: zarr.Array, stop: int, start: int = 0, *, affected: str | None = None,
                  unit: str = "sample") -> None:
     """Raise :class:`StoreError` unless every stored object holding rows ``[start, stop)`` of
@@ -72,7 +78,7 @@ def read_checked(arr: zarr.Array, start: int, stop: int, *, affected: str | None
         return arr[start:stop]
     except (ValueError, RuntimeError) as e:
         text = affected or samples_text(range(start, stop), unit)
-        raise StoreError(f"damaged store {where(arr)}, {text}: {e}") from None
+        raise StoreError(f"damaged store {where(arr)}, {text}: {_decode_error(e)}") from None
 
 
 def read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
@@ -89,7 +95,7 @@ def read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
         out[order] = arr.get_orthogonal_selection((rows[order],))
     except (ValueError, RuntimeError) as e:
         raise StoreError(
-            f"damaged store {where(arr)}, {samples_text(np.unique(rows))}: {e}"
+            f"damaged store {where(arr)}, {samples_text(np.unique(rows))}: {_decode_error(e)}"
         ) from None
     return out
 
@@ -151,6 +157,11 @@ class StoreGroup:
     @property
     def errors(self) -> list[dict[str, Any]]:
         return self.attrs["errors"]
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """``{index, path, reason}`` of inputs stored despite damage (``lenient``)."""
+        return self.attrs.get("warnings", [])
 
     @property
     def mean(self) -> np.ndarray:
