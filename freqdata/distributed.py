@@ -48,7 +48,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
-from freqdata.job import EncodeOptions, EncodeSummary, _encode_one
+from freqdata.job import Damaged, EncodeOptions, EncodeSummary, _encode_one
 from freqdata.sources import Sources, list_sources
 from freqdata.stats import ChannelStats
 from freqdata.store import StoreSpec, StoreWriter, exists
@@ -122,6 +122,7 @@ def _write_task(
     """Write one encode task's results (part tuples or reasons) and its manifest, last."""
     ok: list[int] = []
     errors: list[list[Any]] = []
+    damaged: list[list[Any]] = []  # stored despite damage (lenient): the warning log
     cubes: list[tuple[np.ndarray, ...]] = []
     for j, r in enumerate(results):
         if isinstance(r, str):
@@ -129,6 +130,8 @@ def _write_task(
         else:
             ok.append(lo + j)
             cubes.append(r)
+            if isinstance(r, Damaged):
+                damaged.append([lo + j, r.warning])
     stats = np.zeros((len(cubes), 3, channels), dtype=np.float64)
     for k, r in enumerate(cubes):
         # C order, as the cube arrives from a process pool: ChannelStats.of's float sums
@@ -164,6 +167,7 @@ def _write_task(
         "hi": lo + len(results),
         "ok": ok,
         "errors": errors,
+        "warnings": damaged,
         "shapes": shapes,
         "raw_bytes": int(sum(a.nbytes for r in cubes for a in r)),
     }
@@ -446,7 +450,9 @@ def _run(
     p_shapes: list[list[list[int]]] = []  # ragged parts: shape per part
     p_ends: list[list[int]] = [[] for _ in streams]  # end position per stream
     new_errors: list[dict[str, Any]] = []
+    new_warnings: list[dict[str, Any]] = []
     logged = 0  # new_errors handed to the writer (a prefix: they are in input order)
+    warned = 0  # new_warnings handed to the writer (likewise)
     integrated = 0  # tasks integrated (a prefix of ``tasks``)
     admitted = 0  # tasks loaded from a previous run or submitted (a prefix)
     cleaned = 0  # tasks whose temporary group was removed (a prefix)
@@ -463,6 +469,9 @@ def _run(
         for i, reason in manifest["errors"]:
             if i >= done0:
                 new_errors.append({"index": i, "path": sources.names[i], "reason": reason})
+        for i, reason in manifest.get("warnings", []):
+            if i >= done0:
+                new_warnings.append({"index": i, "path": sources.names[i], "reason": reason})
         t = tasks[integrated][0]
         for k, (s, (name, fixed)) in enumerate(zip(streams, parts, strict=True)):
             if fixed:
@@ -485,7 +494,7 @@ def _run(
 
     def commit(final: bool) -> None:
         """Commit the samples whose positions are written in every stream."""
-        nonlocal last_commit, cleaned, logged
+        nonlocal last_commit, cleaned, logged, warned
         r = len(p_index)
         for k, s in enumerate(streams):
             r = min(r, bisect.bisect_right(p_ends[k], s.written()))
@@ -521,6 +530,9 @@ def _run(
         now = bisect.bisect_left([e["index"] for e in new_errors], consumed)
         writer.add_errors(new_errors[logged:now])
         logged = now
+        now = bisect.bisect_left([e["index"] for e in new_warnings], consumed)
+        writer.add_warnings(new_warnings[warned:now])
+        warned = now
         writer.commit(consumed, hi)
         last_commit = time.perf_counter()
         # temporary groups of fully committed tasks are no longer needed, even by a resume

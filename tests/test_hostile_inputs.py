@@ -216,3 +216,26 @@ def test_top_level_list_and_invalid_json(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(UsageError, match="invalid JSON"):
         load_coco(tmp_path / "bad.json")
+
+
+# ------------------------------------------------------------------------------- --lenient
+
+
+def test_lenient_stores_damaged_jpegs_with_a_warning_log(data_dir, tmp_path):
+    src = tmp_path / "src" / "a"
+    src.mkdir(parents=True)
+    (src / "ok.jpg").write_bytes(UPRIGHT.read_bytes())
+    (src / "rst.jpg").write_bytes(renumber_restarts(RESTARTS.read_bytes()))
+    (src / "cut.jpg").write_bytes(truncate_mid_scan(COCO_JPEG.read_bytes(), eoi=True))
+    for lenient, status, samples, failed, warned in ((False, 1, 1, 2, 0), (True, 0, 3, 0, 2)):
+        out = tmp_path / f"{lenient}.zarr"
+        flag = ["--lenient"] if lenient else []
+        r = _cli("encode", "images", str(src.parent), str(out), "--quiet", "--path", "pixels",
+                 "--workers", "1", *flag)
+        assert r.returncode == status, r.stderr[-2000:]
+        info = json.loads(_cli("inspect", str(out), "--json").stdout)
+        assert (info["samples"], info["failed"], info["warnings"]) == (samples, failed, warned)
+        assert sorted(w["path"] for w in info["warning_log"]) == (
+            ["a/cut.jpg", "a/rst.jpg"] if lenient else []
+        )
+        assert all("despite damage" in w["reason"] for w in info["warning_log"])

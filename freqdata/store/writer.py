@@ -172,16 +172,23 @@ def fault_point(stage: str) -> None:
 
 
 def commit_record(
-    spec: StoreSpec, progress: Progress, stats: ChannelStats, errors: list[dict[str, Any]]
+    spec: StoreSpec,
+    progress: Progress,
+    stats: ChannelStats,
+    errors: list[dict[str, Any]],
+    warnings: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``freqdata`` attribute of a commit: the spec's attributes, ``progress``,
     ``stats`` (per-channel ``count``, ``mean``, ``m2``: JSON floats, exact for float64)
-    and ``errors``."""
+    and ``errors``; ``warnings`` (inputs stored despite damage, ``lenient``) only when
+    there are any."""
     attrs = spec.attrs()
     attrs["progress"] = vars(progress).copy()
     attrs["stats"] = {"count": stats.n.tolist(), "mean": stats.mean.tolist(),
                       "m2": stats.m2.tolist()}
     attrs["errors"] = errors
+    if warnings:
+        attrs["warnings"] = warnings
     return attrs
 
 
@@ -203,12 +210,14 @@ class StoreWriter:
         stats: ChannelStats,
         errors: list[dict[str, Any]],
         lock: StoreLock | None,
+        warnings: list[dict[str, Any]] | None = None,
     ) -> None:
         self.group = group
         self.spec = spec
         self.progress = progress
         self.stats = stats
         self.errors = errors
+        self.warnings = warnings if warnings is not None else []
         self._lock = lock
         self.took_over = lock.took_over if lock else None
 
@@ -316,7 +325,8 @@ class StoreWriter:
                 return cls._new(path, spec, True, lock)  # killed while creating them
             rec = attrs["stats"]
             stats = ChannelStats(*(np.array(rec[k], np.float64) for k in ("count", "mean", "m2")))
-            w = cls(g, spec, progress, stats, list(attrs["errors"]), lock)
+            w = cls(g, spec, progress, stats, list(attrs["errors"]), lock,
+                    list(attrs.get("warnings", [])))
             remove_temporaries(path)
             w._truncate_to(progress.samples)
             w._write_derived_stats()
@@ -380,6 +390,11 @@ class StoreWriter:
         """Append error-log entries ``{index, path, reason}`` to the next commit."""
         self.errors.extend(entries)
 
+    def add_warnings(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Append warning-log entries ``{index, path, reason}`` (an input stored despite
+        damage, ``lenient``) to the next commit."""
+        self.warnings.extend(entries)
+
     def write_batch(self, items: list[tuple[int, str, int, Any]], inputs_done: int) -> None:
         """Append a batch and commit it.
 
@@ -421,7 +436,7 @@ class StoreWriter:
         fault_point("data")
         self.progress = Progress(inputs_done, samples, self.progress.complete)
         self.group.attrs["freqdata"] = commit_record(
-            self.spec, self.progress, self.stats, self.errors
+            self.spec, self.progress, self.stats, self.errors, self.warnings
         )
         fault_point("record")
         self._write_derived_stats()
