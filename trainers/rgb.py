@@ -1,26 +1,11 @@
 """RGB stores and their loader: the pixel baseline for the classification trainer.
 
-freqdata's stores hold DCT cubes; the RGB arm of a comparison needs RGB images with the
-*same* decode, orientation and geometry. :func:`encode_rgb` writes them with the pixel
-path's own decoder: :func:`freqdata.pixels.load_ycbcr` (decode → EXIF orientation → resize
-shorter side → centre crop, exactly what ``encode --path pixels --geometry S:C`` does) and
-the inverse JFIF conversion (``R = Y + 1.402 (Cr - 128)``, ``G = Y - 0.344136 (Cb - 128) -
-0.714136 (Cr - 128)``, ``B = Y + 1.772 (Cb - 128)``, rounded and clipped: libjpeg's own
-YCbCr → RGB equations), so the two arms see the same pixels.
-
-Store layout (Zarr v3, the same conventions as freqdata's image stores, docs/store.md)::
-
-    OUT/
-      zarr.json        attributes["freqdata"]: format "freqdata-rgb", layout "fixed",
-                       parts, config, channel_names ["R", "G", "B"], class_names, inputs,
-                       progress, errors
-      images           (N, 3, H, W) uint8 — one sample per inner chunk, shards of 64,
-                       Blosc zstd-1
-      labels           (N,) int64;  source_index (N,) int64;  paths (N,) strings
-      stats/{count,mean,m2,std}   (3,) float64 over all pixels (0..255 scale)
-
-The RGB store is small and written in one pass (no resume): rewrite it with
-``overwrite=True``.
+The stores are written by :func:`freqdata.store.rgb.encode_rgb` (re-exported here with
+:func:`~freqdata.store.rgb.ycbcr_to_rgb`, :func:`~freqdata.store.rgb.is_rgb_store` and
+:data:`~freqdata.store.rgb.RGB_FORMAT`): the pixel path's own decode, orientation and
+geometry, then libjpeg's YCbCr → RGB equations, so the two arms see the same pixels. Layout
+(docs/store.md, "RGB stores"): ``images`` ``(N, 3, H, W)`` uint8 plus the index arrays,
+statistics (0..255 scale), commit record, lock and resume of every freqdata store.
 
 :func:`make_rgb_loader` yields the same batch dicts as :func:`freqdata.make_loader` (with
 ``images`` ``(B, 3, h, w)`` uint8 instead of ``cubes``) and uses freqdata's
@@ -33,7 +18,6 @@ multiples of ``crop_step`` pixels from the batch seed, ``"center"`` takes the ce
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -41,17 +25,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import zarr
 
 from freqdata.errors import UsageError
 from freqdata.loader import BatchRequest, StoreSampler
-from freqdata.pixels import load_ycbcr, parse_geometry
 from freqdata.shards import ShardReader
-from freqdata.sources import Sources, list_sources
-from freqdata.stats import ChannelStats
 from freqdata.store import StoreGroup
-from freqdata.store.layout import array_options
 from freqdata.store.reader import read_rows
+from freqdata.store.rgb import RGB_FORMAT, encode_rgb, is_rgb_store, ycbcr_to_rgb
 
 __all__ = [
     "RGB_FORMAT",
@@ -63,124 +43,6 @@ __all__ = [
     "make_rgb_loader",
     "ycbcr_to_rgb",
 ]
-
-RGB_FORMAT = "freqdata-rgb"
-SHARD = 64
-INDEX_CHUNK = 1 << 16
-
-
-def ycbcr_to_rgb(planes: np.ndarray) -> np.ndarray:
-    """JFIF full-range YCbCr ``(3, H, W)`` uint8 → RGB ``(3, H, W)`` uint8 (rounded, clipped)."""
-    y, cb, cr = (p.astype(np.float32) for p in planes)
-    cb -= 128.0
-    cr -= 128.0
-    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb])
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
-
-def encode_rgb(
-    src: str | Path | Sources,
-    out: str | Path,
-    geometry: str = "256:240",
-    *,
-    overwrite: bool = False,
-    batch: int = SHARD,
-) -> dict[str, Any]:
-    """Write the RGB store ``out`` from a folder of class sub-folders (or a list file).
-
-    ``geometry``: a crop geometry (``S:C``, ``resnet``, ``mobilenet``): every image becomes
-    ``(3, C, C)`` uint8. Failing inputs are skipped and recorded (``errors``). Returns a
-    summary ``{"out", "inputs", "encoded", "failed", "errors"}``.
-    """
-    geo = parse_geometry(geometry)
-    if geo.crop is None:
-        raise UsageError(f"RGB stores need a crop geometry (S:C), got {geometry!r}")
-    sources = src if isinstance(src, Sources) else list_sources(src)
-    if Path(out).exists() and not overwrite:
-        raise UsageError(f"{out} exists: pass overwrite=True to replace it")
-    c = geo.crop
-    g = zarr.open_group(str(out), mode="w", zarr_format=3)
-    images = g.create_array(
-        "images",
-        shape=(0, 3, c, c),
-        dtype=np.uint8,
-        chunks=(1, 3, c, c),
-        shards=(SHARD, 3, c, c),
-        **array_options(1),
-        fill_value=0,
-        dimension_names=("sample", "channel", "y", "x"),
-    )
-    arrays = {
-        name: g.create_array(name, shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1,
-                             **array_options(8))
-        for name in ("labels", "source_index")
-    }
-    paths_arr = g.create_array("paths", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,),
-                               **array_options(1))
-    stats = ChannelStats.empty(3)
-    errors: list[dict[str, Any]] = []
-    rows: list[tuple[int, str, int, np.ndarray]] = []
-    n = 0
-
-    def flush() -> None:
-        nonlocal n, rows
-        if not rows:
-            return
-        k = len(rows)
-        images.resize((n + k, 3, c, c))
-        images[n:] = np.stack([r[3] for r in rows])
-        for name, col in (("labels", 2), ("source_index", 0)):
-            arrays[name].resize((n + k,))
-            arrays[name][n:] = np.array([r[col] for r in rows], dtype=np.int64)
-        paths_arr.resize((n + k,))
-        paths_arr[n:] = np.array([r[1] for r in rows], dtype=str)
-        n += k
-        rows = []
-
-    for i, (path, label) in enumerate(zip(sources.paths, sources.labels, strict=True)):
-        try:
-            rgb = ycbcr_to_rgb(load_ycbcr(path, geo).planes)
-        except (ValueError, OSError) as e:  # one bad input must not stop the run
-            errors.append({"index": i, "path": path, "reason": f"{type(e).__name__}: {e}"})
-            continue
-        stats = stats.merge(ChannelStats.of(rgb))
-        rows.append((i, path, label, rgb))
-        if len(rows) == batch:
-            flush()
-    flush()
-    sg = g.create_group("stats")
-    for name, value in (("count", stats.n), ("mean", stats.mean), ("m2", stats.m2),
-                        ("std", stats.std)):  # fmt: skip
-        sg.create_array(name, shape=(3,), dtype=np.float64, fill_value=0.0,
-                        **array_options(8))[:] = value
-    g.attrs["freqdata"] = {
-        "format": RGB_FORMAT,
-        "format_version": 2,
-        "layout": "fixed",
-        "parts": [{"name": "images", "channels": 3, "grid": [c, c]}],
-        "config": {
-            "geometry": geo.name,
-            "colour": "RGB from JFIF YCbCr (freqdata.pixels.load_ycbcr), libjpeg's equations",
-            "dtype": "uint8",
-        },
-        "channel_names": ["R", "G", "B"],
-        "class_names": sources.class_names,
-        "inputs": {"count": len(sources), "sha256": sources.digest()},
-        "progress": {"inputs_done": len(sources), "samples": n, "complete": True},
-        "errors": errors,
-    }
-    return {"out": str(out), "inputs": len(sources), "encoded": n, "failed": len(errors),
-            "errors": errors}  # fmt: skip
-
-
-def is_rgb_store(path: str | Path) -> bool:
-    """True when ``path`` is a store written by :func:`encode_rgb`."""
-    try:
-        meta = json.loads((Path(path) / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("attributes", {}).get("freqdata", {}).get("format") == RGB_FORMAT
-
 
 class RGBStore(StoreGroup):
     """Read access to an RGB store (the shared accessors of

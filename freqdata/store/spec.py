@@ -30,7 +30,12 @@ class Part:
 
 @dataclass
 class StoreSpec:
-    """Everything that fixes a store's layout, recorded in its attributes."""
+    """Everything that fixes a store's layout, recorded in its attributes.
+
+    ``format``: the store kind (:data:`FORMAT` for DCT image stores, ``freqdata-rgb`` for
+    :mod:`freqdata.store.rgb`); ``dtype``: the numpy dtype of every part's values;
+    ``axes``: the names of a fixed part's axes after ``sample`` (Zarr dimension names).
+    """
 
     parts: list[Part]
     config: dict[str, Any]
@@ -38,6 +43,9 @@ class StoreSpec:
     class_names: list[str] = field(default_factory=list)
     inputs_digest: str = ""
     inputs_count: int = 0
+    format: str = FORMAT
+    dtype: str = "int16"
+    axes: tuple[str, str, str] = ("channel", "block_y", "block_x")
 
     @property
     def layout(self) -> str:
@@ -49,7 +57,7 @@ class StoreSpec:
 
     def attrs(self) -> dict[str, Any]:
         return {
-            "format": FORMAT,
+            "format": self.format,
             "format_version": FORMAT_VERSION,
             "layout": self.layout,
             "parts": [

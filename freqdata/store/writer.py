@@ -52,9 +52,8 @@ from freqdata.store.layout import (
     writable,
 )
 from freqdata.store.lock import LOCK_NAME, StoreLock, acquire, local_path
-from freqdata.store.spec import FORMAT, Progress, StoreSpec
+from freqdata.store.spec import Progress, StoreSpec
 
-CUBE_DTYPE = np.int16
 KILL_ENV = "FREQDATA_TEST_KILL_AT"
 STATS = ("count", "mean", "m2", "std")  # the derived statistics arrays, stats/<name>
 
@@ -260,21 +259,21 @@ class StoreWriter:
                 g.create_array(
                     p.name,
                     shape=(0, p.channels, hb, wb),
-                    dtype=CUBE_DTYPE,
+                    dtype=spec.dtype,
                     chunks=(1, p.channels, hb, wb),
                     shards=(SHARD_SAMPLES, p.channels, hb, wb),
-                    **array_options(),
+                    **array_options(np.dtype(spec.dtype).itemsize),
                     fill_value=0,
-                    dimension_names=("sample", "channel", "block_y", "block_x"),
+                    dimension_names=("sample", *spec.axes),
                 )
             else:
                 pg = g.create_group(p.name)
                 pg.create_array(
                     "data",
                     shape=(0,),
-                    dtype=CUBE_DTYPE,
+                    dtype=spec.dtype,
                     chunks=(RAGGED_CHUNK,),
-                    **array_options(),
+                    **array_options(np.dtype(spec.dtype).itemsize),
                     fill_value=0,
                 )
                 pg.create_array(
@@ -312,8 +311,8 @@ class StoreWriter:
                 attrs = g.attrs.get("freqdata")
             except (FileNotFoundError, zarr.errors.NodeNotFoundError):
                 attrs = None
-            if not attrs or attrs.get("format") != FORMAT:
-                raise StoreError(f"{path} is not a freqdata image store")
+            if not attrs or attrs.get("format") != spec.format:
+                raise StoreError(f"{path} is not a store of format {spec.format!r}")
             theirs = {k: attrs.get(k) for k in spec.attrs()}
             if theirs != spec.attrs():
                 diff = [k for k, v in spec.attrs().items() if theirs.get(k) != v]
