@@ -14,7 +14,8 @@ The rule (docs/conventions.md, "Orientation"):
   outside 1..8 (or of a non-integer type) means "no rotation"; XMP is read only when IFD0
   has no such tag. This is what Pillow does (``Image.getexif`` fills the tag from XMP only
   when EXIF lacks it, and ``ImageOps.exif_transpose`` ignores unknown values) and what
-  exiftool reports (its EXIF group takes priority over XMP for a tag both define).
+  exiftool reports (its XMP-tiff table has priority 0, "not as reliable as actual TIFF
+  tags", so the EXIF Orientation is the one it returns).
 * Values: 1..8 as defined by EXIF (1 = upright, 6 = rotate 90 degrees clockwise to display,
   ...); anything unreadable gives 1. Never raises on junk metadata: damaged metadata must
   not cost decodable pixels.
