@@ -42,8 +42,9 @@ with zero bias (the official re-initialisation tests ``isinstance(self.func_filt
 nn.Conv2d)``, which is never true, so ``filter_fc`` keeps the Kaiming init of its
 ``_initialize_weights`` loop) and the KSM-local weights the **constant 1e-6**. Such a layer
 is not neutral: its filter attention ``2·sigmoid(·)`` spreads over roughly 0.4-1.45 and its
-output differs from the plain convolution by 10-20 % (on post-ReLU features). ``"neutral"``: every head (filter
-included) ``N(0, 1e-6)`` and the local weights ``N(0, 1e-6)``, so a fresh layer computes its
+output differs from the plain convolution by 10-20 % (on post-ReLU features).
+``"neutral"``: every head (filter included) ``N(0, 1e-6)`` and the local weights
+``N(0, 1e-6)``, so a fresh layer computes its
 plain convolution up to ~1e-6 (exactly with the heads zeroed: every attention is then 1 and
 FBM the identity) — converting a trained model then keeps its function.
 
