@@ -239,3 +239,26 @@ def test_lenient_stores_damaged_jpegs_with_a_warning_log(data_dir, tmp_path):
             ["a/cut.jpg", "a/rst.jpg"] if lenient else []
         )
         assert all("despite damage" in w["reason"] for w in info["warning_log"])
+
+
+def test_strict_pixel_path_refuses_to_run_with_load_truncated_images(data_dir, monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(UsageError, match="LOAD_TRUNCATED_IMAGES"):
+        load_ycbcr(COCO_JPEG)
+    assert load_ycbcr(COCO_JPEG, lenient=True).planes.shape == (3, 432, 640)
+
+
+def test_orientation_reader_on_every_integer_type():
+    from freqdata.orientation import exif_orientation, orientation, xmp_orientation
+
+    for type_code in (1, 3, 4, 6, 8, 9):
+        for big in (False, True):
+            seg = exif_orientation_segment(7, type_code, big)
+            assert exif_orientation(seg[4:]) == 7  # the APP1 payload, "Exif\0\0" first
+    assert exif_orientation(exif_orientation_segment(-6, 8)[4:]) == 1  # present, invalid
+    assert xmp_orientation(xmp_orientation_segment(8)[4:]) == 8
+    assert xmp_orientation(xmp_orientation_segment(8, element=True)[4:]) == 8
+    assert orientation(None, b"<x tiff:Orientation='5'/>") == 5
+    assert orientation(b"junk", b"junk") == orientation() == 1
