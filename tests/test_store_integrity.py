@@ -289,3 +289,17 @@ def test_image_store_with_masks(tmp_path, coco_ids):
     assert report.ok and report.kind == "image store with masks", str(report)
     (out / "masks/vectors/c/0/0").unlink()
     assert "masks/vectors: instances" in _verify_cli(out, 1)
+
+
+def test_rgb_store(tmp_path, data_dir):
+    from freqdata.store.rgb import encode_rgb
+    from freqdata.trainers.rgb import RGBStore
+
+    out = tmp_path / "rgb.zarr"
+    encode_rgb(_ants_bees(10), out, "72:64")
+    assert verify_store(out).ok and "RGB store" in _verify_cli(out, 0)
+    (out / "images/c/0/0/0/0").unlink()
+    s = RGBStore(out)
+    with pytest.raises(StoreError, match="'images', samples 0-9: shard file missing"):
+        s.read(np.arange(10), np.empty((10, 3, 64, 64), np.uint8))
+    assert "images: samples 0-9" in _verify_cli(out, 1)

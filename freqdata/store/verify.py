@@ -38,9 +38,9 @@ from freqdata.masks.store import IMAGE_ARRAYS, INSTANCE_ARRAYS
 from freqdata.shards import ShardReader, samples_text
 from freqdata.store.layout import absent_objects, has_checksums, is_url, object_key, storage_rows
 from freqdata.store.reader import read_checked
+from freqdata.store.rgb import RGB_FORMAT
 from freqdata.store.spec import FORMAT
 
-RGB_FORMAT = "freqdata-rgb"  # trainers.rgb.RGB_FORMAT (not imported: it needs torch)
 KINDS = {FORMAT: "image store", RGB_FORMAT: "RGB store", MASK_FORMAT: "mask store"}
 
 
