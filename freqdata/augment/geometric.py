@@ -32,7 +32,7 @@ import torch
 from freqdata.augment.layout import as_channel_info
 from freqdata.dct import BLOCK
 from freqdata.errors import UsageError
-from freqdata.transforms import ChannelInfo
+from freqdata.transforms import ChannelInfo, hflip
 
 __all__ = ["flip", "rot90", "translate_blocks", "transpose", "transpose_permutation"]
 
@@ -55,12 +55,12 @@ def flip(
     samples. Exact (integers stay integers).
     """
     info = as_channel_info(channels)
-    if axis not in ("h", "v"):
+    if axis == "h":
+        return hflip(x, info.odd_u(x.device), mask)
+    if axis != "v":
         raise UsageError(f"flip axis must be 'h' or 'v', got {axis!r}")
-    freq = info.u if axis == "h" else info.v
-    sign = torch.as_tensor(np.where(freq % 2 == 1, -1, 1), device=x.device).to(x.dtype)
-    y = x.flip(-1 if axis == "h" else -2) * sign[:, None, None]
-    return _where(mask, y, x)
+    sign = torch.as_tensor(np.where(info.v % 2 == 1, -1, 1), device=x.device).to(x.dtype)
+    return _where(mask, x.flip(-2) * sign[:, None, None], x)
 
 
 def transpose_permutation(channels: ChannelInfo | Sequence[str]) -> torch.Tensor:
