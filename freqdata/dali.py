@@ -34,7 +34,11 @@ One pipeline, two placements (``device="cpu"`` | ``"gpu"``), every step shared:
      centre ``C x C`` at offset ``floor((dim - C) / 2)`` (the pixel path's; DALI's default
      ``crop_pos=0.5`` rounds half up, so :data:`_CENTRE` is 0.5 minus a hair, which turns
      DALI's rounding into a floor for any dim < 10**5; a one-pixel shift would cost
-     hundreds of units on edges);
+     hundreds of units on edges). The named geometries (``resnet``, ``mobilenet``:
+     ``Geometry.rule == "dctnet"``) compute the pixel path's DCTNet rounding from the
+     decoded shape instead: ``fn.resize(resize_x=, resize_y=)`` with the other side
+     ``(S * other) // shorter`` (truncated) and ``fn.crop`` at ``crop_pos = o / (dim - C)``,
+     ``o = round((dim - C) / 2)`` half to even (:func:`_dctnet_window`);
    * training (``train=True``): ``fn.random_resized_crop(size=C)`` (torchvision's
      RandomResizedCrop: area 0.08-1, aspect 3/4-4/3, 10 attempts; bilinear, antialiased),
      then ``fn.flip(horizontal=fn.random.coin_flip(0.5))``. ``S`` is not used, as in the
@@ -102,6 +106,7 @@ except ImportError as e:  # pragma: no cover - torch is part of every freqdata i
     ) from e
 
 try:
+    import nvidia.dali.math as dali_math
     from nvidia.dali import fn, pipeline_def, types
     from nvidia.dali.pipeline import Pipeline
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
@@ -143,6 +148,24 @@ JFIF_OFFSET.setflags(write=False)
 _CENTRE = 0.5 - 1e-6
 
 _READER = "Reader"
+
+
+def _dctnet_window(img: Any, resize: int, crop: int) -> tuple[Any, Any, Any, Any]:
+    """DALI expressions ``(tw, th, crop_pos_x, crop_pos_y)`` of the pixel path's ``"dctnet"``
+    rule (:func:`freqdata.pixels.resized_size`, :func:`freqdata.pixels.centre_offset`) for
+    the decoded image node ``img`` (its run-time shape, on the CPU for any device): sizes
+    as float, positions ``o / max(dim - C, 1)`` that DALI's crop turns back into ``o``."""
+    shape = img.shape(dtype=types.INT32)
+    h, w = shape[0], shape[1]
+    portrait = fn.cast(w < h, dtype=types.INT32)
+    tw = portrait * resize + (1 - portrait) * ((resize * w) // h)
+    th = (1 - portrait) * resize + portrait * ((resize * h) // w)
+    pos = []
+    for dim in (tw, th):
+        d = dim - crop  # round(d / 2) half to even: d // 2, plus 1 when d % 4 == 3
+        o = d // 2 + fn.cast((d & 3) == 3, dtype=types.INT32)
+        pos.append(fn.cast(o, dtype=types.FLOAT) / fn.cast(dali_math.max(d, 1), dtype=types.FLOAT))
+    return fn.cast(tw, dtype=types.FLOAT), fn.cast(th, dtype=types.FLOAT), pos[0], pos[1]
 
 
 class DaliDeviceError(RuntimeError):
@@ -316,6 +339,17 @@ def build_pipeline(
                 antialias=True,
             )
             img = fn.flip(img, horizontal=fn.random.coin_flip(probability=0.5))
+        elif geo.rule == "dctnet":
+            tw, th, pos_x, pos_y = _dctnet_window(img, resize, crop)
+            img = fn.resize(
+                img,
+                resize_x=tw,
+                resize_y=th,
+                interp_type=types.INTERP_LINEAR,
+                antialias=True,
+                subpixel_scale=False,
+            )
+            img = fn.crop(img, crop=(crop, crop), crop_pos_x=pos_x, crop_pos_y=pos_y)
         else:
             img = fn.resize(
                 img,

@@ -55,7 +55,7 @@ from freqdata.dali import (  # noqa: E402
     cubes_from_rgb,
     rgb_to_jfif_ycbcr,
 )
-from freqdata.pixels import _ORIENT, resized_size  # noqa: E402
+from freqdata.pixels import _ORIENT  # noqa: E402
 from freqdata.sources import list_sources  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(
@@ -95,15 +95,18 @@ def _dali_cubes(files: list[str], preset: str = "all", **kw: object) -> np.ndarr
 
 
 def _pil_rgb_route(path: str, resize: int = 512, crop: int = 448) -> np.ndarray:
-    """What DALI's eval pipeline does, with Pillow: RGB decode, resize shorter side, centre crop.
+    """What DALI's eval pipeline does for ``resnet``, with Pillow: RGB decode, resize shorter
+    side, centre crop, sizes and offsets by DCTNet's rule as written in kaix90/DCTNet's
+    ``cvfunctional`` (``int(size * h / w)``, ``int(round((h - th) * 0.5))``).
 
     ``(crop, crop, 3)`` uint8 (the test images have no EXIF orientation).
     """
     with Image.open(path) as im:
         rgb = im.convert("RGB")
-    tw, th = resized_size(*rgb.size, resize)
+    w, h = rgb.size
+    tw, th = (resize, int(resize * h / w)) if w < h else (int(resize * w / h), resize)
     rgb = rgb.resize((tw, th), Image.Resampling.BILINEAR)
-    x0, y0 = (tw - crop) // 2, (th - crop) // 2
+    x0, y0 = round((tw - crop) * 0.5), round((th - crop) * 0.5)
     return np.asarray(rgb.crop((x0, y0, x0 + crop, y0 + crop)))
 
 
