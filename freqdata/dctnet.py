@@ -213,6 +213,7 @@ def dctnet_planes(
     geometry: str | Geometry = "resnet",
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    lenient: bool = False,
 ) -> np.ndarray:
     """The YCbCr samples DCTNet's JPEG encoder sees: ``(3, C, C)`` uint8.
 
@@ -220,11 +221,11 @@ def dctnet_planes(
     DCTNet's rounding whatever ``geometry.rule`` says). Planes 1, 2: Cb and Cr of the crop
     upscaled 2x (:func:`resize_linear`), downsampled by :func:`downsample_h2v2`.
     ``geometry``: a crop geometry (``resnet``, ``mobilenet`` or ``S:C``). Raises as
-    :func:`freqdata.pixels.load_ycbcr`.
+    :func:`freqdata.pixels.load_ycbcr`; ``lenient`` as there.
     """
     geo = _crop_geometry(geometry)
     assert geo.crop is not None and geo.resize is not None
-    rgb = load_rgb(src, max_pixels=max_pixels)
+    rgb = load_rgb(src, max_pixels=max_pixels, lenient=lenient)
     h, w = rgb.shape[:2]
     if min(w, h) != geo.resize:
         tw, th = resized_size(w, h, geo.resize, "dctnet")
@@ -247,6 +248,7 @@ def encode_dctnet(
     geometry: str | Geometry = "resnet",
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    lenient: bool = False,
 ) -> np.ndarray:
     """DCTNet's input cube for one image: ``(C, Hb, Wb)`` int16, channels Y, Cb, Cr of
     ``preset``, ``Hb = Wb = crop / 8``; the 8x8 DCT of :func:`dctnet_planes` rounded to
@@ -254,7 +256,7 @@ def encode_dctnet(
     ``encode_image(src, preset, "dctnet", geometry)``.
     """
     p = resolve_preset(preset) if isinstance(preset, str) else preset
-    planes = dctnet_planes(src, geometry, max_pixels=max_pixels)
+    planes = dctnet_planes(src, geometry, max_pixels=max_pixels, lenient=lenient)
     return np.concatenate([fdct_islow(planes[k], s) for k, s in enumerate((p.y, p.cb, p.cr))])
 
 

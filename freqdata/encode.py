@@ -66,7 +66,7 @@ def encode_image(
     switches them to random-resized crop + random horizontal flip (training augmentation).
     ``path="dctnet"`` needs a crop geometry, ``chroma="full"`` and no ``rng``.
 
-    ``lenient=True`` (coefficient and pixel paths): a JPEG that libjpeg reports as damaged
+    ``lenient=True`` (every path): a JPEG that libjpeg reports as damaged
     or truncated is encoded as far as it decodes, with a
     :class:`freqdata.jpeg.DamagedJpegWarning`, instead of raising (docs/api.md, "Damaged
     inputs").
@@ -94,7 +94,7 @@ def encode_image(
                 "path 'dctnet' is DCTNet's evaluation transform: it needs a crop geometry "
                 "(resnet, mobilenet or S:C), chroma 'full' and no rng"
             )
-        return encode_dctnet(src, p, geo, max_pixels=max_pixels)
+        return encode_dctnet(src, p, geo, max_pixels=max_pixels, lenient=lenient)
     return _from_pixels(src, p, geo, chroma, rng, max_pixels, lenient)
 
 

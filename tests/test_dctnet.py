@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ANTS_BEES, COCO_VAL, ZOO
+from hostile import renumber_restarts
 from PIL import Image
 
 from freqdata import (
@@ -37,7 +38,8 @@ from freqdata.dctnet import (
     resize_linear,
 )
 from freqdata.errors import UsageError
-from freqdata.pixels import load_rgb
+from freqdata.jpeg import DamagedJpegWarning
+from freqdata.pixels import ImageDecodeError, load_rgb
 
 IMAGES = [
     COCO_VAL / "000000092660.jpg",  # 640x427 4:4:4: window at x = round(159.5) = 160
@@ -211,6 +213,16 @@ def test_store_of_the_dctnet_path(tmp_path: Path) -> None:
     np.testing.assert_array_equal(cube, encode_dctnet(IMAGES[0], "dctnet-24", "resnet"))
     with pytest.raises(UsageError, match="crop geometry"):
         EncodeOptions("dctnet-24", "dctnet", "none").validate()
+
+
+def test_damaged_jpeg_strict_and_lenient() -> None:
+    # a real JPEG whose restart markers are misnumbered: libjpeg reports corrupt data
+    data = renumber_restarts((ZOO / "pillow" / "flower2.jpg").read_bytes())
+    with pytest.raises(ImageDecodeError, match="JPEG"):
+        encode_dctnet(data, "dctnet-6")
+    with pytest.warns(DamagedJpegWarning, match="despite damage"):
+        cube = encode_image(data, "dctnet-6", "dctnet", "resnet", lenient=True)
+    assert cube.shape == (6, 56, 56)
 
 
 def test_options_refused() -> None:
