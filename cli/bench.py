@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from freqdata.cli.common import EXIT_USAGE
+from freqdata.bench.busy import busy_line
+from freqdata.cli.common import EXIT_USAGE, reported
 
 bench_app = typer.Typer(help="Benchmarks: print a table, write JSON.", no_args_is_help=True)
 
@@ -66,12 +67,9 @@ def decode_cmd(
             bar.update(task, description="validating (untimed)" if stage == "validate"
                        else "timed passes", completed=done, total=total)
 
-        try:
+        with reported():  # NoImagesError, a bad preset: UsageError
             result = run_decode_bench(folder, limit=limit, repeats=repeats, preset=preset,
                                       label=label, command=command, on_progress=on_progress)
-        except ValueError as e:  # NoImagesError is a ValueError
-            err.print(f"[bold red]error:[/] {e}")
-            raise typer.Exit(EXIT_USAGE) from None
 
     out = Console()
     if not out.is_terminal:
@@ -153,14 +151,11 @@ def transfer_cmd(
         def on_progress(stage: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        try:
+        with reported():
             result = run_transfer_bench(batch_size=batch_size, repeats=repeats, device=device,
                                         peak_bytes=peak_mib * 2**20, label=label,
                                         command=shlex.join(parts),
                                         on_progress=on_progress)
-        except ValueError as e:
-            err.print(f"[bold red]error:[/] {e}")
-            raise typer.Exit(EXIT_USAGE) from None
 
     out = Console()
     if not out.is_terminal:
@@ -234,11 +229,8 @@ def loader_cmd(
                       f"{', '.join('--' + k.replace('_', '-') for k in unknown)}")
             raise typer.Exit(EXIT_USAGE)
         options = {k: v for k, v in options.items() if k in params}
-    try:
+    with reported():  # not a store: StoreError (exit 1)
         result = run(store, **options)
-    except (ValueError, FileNotFoundError) as e:
-        err.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(EXIT_USAGE) from None
 
     out = Console()
     if not out.is_terminal:
@@ -252,6 +244,10 @@ def loader_cmd(
         out.print(line)
     _write_json(result, json_path, out)
 
+    others = [r["other_cpu"] for r in result.get("rows", {}).values() if "other_cpu" in r]
+    busy = busy_line(max(others)) if others else None
+    if busy is not None:
+        out.print(busy, markup=False, highlight=False)
 
 _MASKS_HELP = (
     "COCO polygons → DCT-Mask vectors per core: freqdata's encoder against pycocotools, "
@@ -279,7 +275,6 @@ def masks_cmd(
     label: Annotated[str | None, typer.Option(help="Free text stored with the result.")] = None,
 ) -> None:
     """``freqdata bench masks``: see ``_MASKS_HELP`` and :mod:`freqdata.bench.masks`."""
-    import json
     import shlex
 
     from rich.console import Console
@@ -303,12 +298,9 @@ def masks_cmd(
         parts.append("--no-torch")
     if json_path is not None:
         parts += ["--json", str(json_path)]
-    try:
+    with reported():  # annotations that are not COCO instances: UsageError
         result = run_masks_bench(annotations, k=k, n=n, repeats=repeats, device=device,
                                  include_torch=torch_rows, print_table=False)
-    except (ValueError, json.JSONDecodeError, RuntimeError) as e:
-        err.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(EXIT_USAGE) from None
     result["command"] = shlex.join(parts)
     result["label"] = label
     result["software"] = software_info()
@@ -329,3 +321,6 @@ def masks_cmd(
         if t["pass"] is None:
             out.print(f"N/A  {t['text']}", markup=False, highlight=False)
     _write_json(result, json_path, out)
+    busy = busy_line(result["hardware"].get("other_processes_cpu_fraction"))
+    if busy is not None:
+        out.print(busy, markup=False, highlight=False)

@@ -309,6 +309,12 @@ def inspect_cmd(
         "mean": np.round(s.mean, 3).tolist(),
         "std": np.round(s.std, 3).tolist(),
     }
+    if is_mask_store(store / "masks"):  # attached with encode masks --into
+        from freqdata.cli.masks import mask_store_info
+
+        m = mask_store_info(store / "masks")
+        info["masks"] = {k: m[k] for k in ("store", "complete", "instances", "images",
+                                           "images_in_image_store", "failed", "weak_nus")}
     if as_json:
         info["errors"] = s.errors
         info["warning_log"] = s.warnings
@@ -326,6 +332,12 @@ def inspect_cmd(
     if counts:
         t.add_row("classes", ", ".join(f"{n}: {c}" for n, c in counts.items()))
     t.add_row("bytes on disk", human(size))
+    if "masks" in info:
+        m = info["masks"]
+        weak = ", ".join(f"nu{v}" for v in m["weak_nus"]) or "none"
+        t.add_row("masks", f"{m['instances']} instances of {m['images_in_image_store']} images"
+                  f" ({'complete' if m['complete'] else 'INCOMPLETE'}; block-wise labels "
+                  f"{weak}; freqdata inspect {m['store']})")
     out.print(t)
     st = Table(title="per-channel statistics (first 8 channels)")
     for col in ("channel", "mean", "std"):

@@ -1,6 +1,6 @@
 """8x8 block DCT-II on image planes (numpy), and JPEG's zigzag order.
 
-Conventions (docs/conventions.md, DESIGN.md §2):
+Conventions (docs/conventions.md):
 
 * orthonormal 2-D DCT-II (scipy ``norm="ortho"``) on the level-shifted samples ``x - 128``,
   which is exactly JPEG's FDCT scale: a JPEG's dequantized coefficients are comparable as

@@ -1,6 +1,6 @@
 """Read a JPEG's DCT coefficients without decoding pixels (the "no inverse DCT" path).
 
-Conventions (DESIGN.md §2):
+Conventions (docs/conventions.md):
 
 * coefficients are **dequantized** (quantized value x quantization step, saturated to int16),
   which is the orthonormal 2-D DCT-II of the level-shifted samples ``x - 128``: DC is

@@ -2,7 +2,7 @@
 
 :func:`load_ycbcr` turns one image (a path or its bytes) into full-resolution JFIF
 full-range BT.601 YCbCr planes ``(3, H, W)`` uint8 with H and W multiples of 8, ready for
-:func:`freqdata.dct.block_dct` (DESIGN.md §2). The geometry is a :class:`Geometry`
+:func:`freqdata.dct.block_dct` (docs/conventions.md). The geometry is a :class:`Geometry`
 (``parse_geometry("none" | "resnet" | "mobilenet" | "S:C")``):
 
 * ``none``: the whole image, no resampling; the right and bottom edges are padded up to

@@ -2,7 +2,7 @@
 
 ``PRESETS[name]`` is a :class:`Preset`, a named tuple of three lists of natural indices
 ``8v+u`` (Y, Cb, Cr). The ``dctnet-*`` entries are DCTNet's static selections verbatim
-(Xu et al., CVPR 2020; DESIGN.md §2); ``all`` keeps 192 channels. ``zigzag-Y-C`` (for any
+(Xu et al., CVPR 2020; docs/conventions.md); ``all`` keeps 192 channels. ``zigzag-Y-C`` (for any
 Y, C in 0..64) keeps the first Y luma and first C chroma coefficients in JPEG zigzag order
 and is built by :func:`resolve_preset`. Channel order in a cube: Y list, then Cb, then Cr.
 """

@@ -21,7 +21,7 @@ from freqdata.cli.main import app
 
 runner = CliRunner()
 
-# (C, Y channels, chroma channels) of each preset, from DESIGN.md §2
+# (C, Y channels, chroma channels) of each preset, from docs/conventions.md
 CHANNELS = {
     "dctnet-6": (6, 4, 2),
     "dctnet-24": (24, 16, 8),

@@ -174,3 +174,20 @@ def test_ctrl_c_says_how_to_resume(tmp_path, data_dir):
     info = json.loads(runner.invoke(app, ["inspect", str(out), "--json"]).output)
     assert not info["complete"] and 0 < info["inputs_done"] < len(paths) * 20
     assert f"{info['inputs_done']} of {len(paths) * 20}" in err
+
+
+def test_inspect_mentions_attached_masks(tmp_path, data_dir):
+    ann = data_dir / "coco" / "coco-mini" / "instances_val2017.json"
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"{p}\n" for p in sorted(COCO_VAL.glob("*.jpg"))[:3]))
+    store = tmp_path / "s.zarr"
+    r = runner.invoke(app, ["encode", "images", str(lst), str(store), "--workers", "0", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "masks" not in json.loads(runner.invoke(app, ["inspect", str(store), "--json"]).output)
+    r = runner.invoke(app, ["encode", "masks", str(ann), "--into", str(store), "--quiet"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(runner.invoke(app, ["inspect", str(store), "--json"]).output)
+    m = info["masks"]
+    assert m["images_in_image_store"] == 3 and m["instances"] > 0 and m["complete"]
+    r = runner.invoke(app, ["inspect", str(store)])
+    assert r.exit_code == 0 and f"{m['instances']} instances of 3 images" in r.output

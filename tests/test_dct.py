@@ -1,4 +1,5 @@
-"""Block DCT, zigzag and presets against independent references (scipy float64, DESIGN.md)."""
+"""Block DCT, zigzag and presets against independent references (scipy float64;
+conventions: docs/conventions.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PIL import Image
 from freqdata import dct, dct_torch
 from freqdata.presets import PRESETS, resolve_preset
 
-# DESIGN.md §2, typed in by hand: JPEG's zigzag as natural indices.
+# docs/conventions.md, typed in by hand: JPEG's zigzag as natural indices.
 JPEG_ZIGZAG = [
     0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
     20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58,

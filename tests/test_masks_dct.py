@@ -144,7 +144,7 @@ def test_walked_zigzag_is_jpeg_at_8():
         63,
     ]
     assert [8 * v + u for v, u in zigzag_positions(8, 64)] == jpeg
-    # n = 300 is exactly the anti-diagonals v + u <= 23 (DESIGN.md §3)
+    # n = 300 is exactly the anti-diagonals v + u <= 23 (docs/masks.md §1)
     pos = zigzag_positions(128, 300)
     assert {v + u for v, u in pos} == set(range(24))
 

@@ -202,7 +202,7 @@ def test_weak_quality_figures(val, first_ids):
     assert "logits" in res["r_ce"]
 
 
-def test_quality_weak_cli(tmp_path):
+def test_quality_weak_cli(tmp_path, data_dir):
     js, png = tmp_path / "w.json", tmp_path / "w.png"
     r = runner.invoke(app, ["quality", "weak", str(VAL), "--nu", "4,16", "--max-images", "4",
                             "--json", str(js), "--png", str(png), "--quiet"])

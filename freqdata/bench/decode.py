@@ -1,7 +1,7 @@
 """``freqdata bench decode``: per-image cost of freqdata's encoders against RGB decoding.
 
 Every figure is measured in the same run as its baselines and reported as a ratio
-(DESIGN.md §6):
+(docs/benchmarks.md):
 
 * ``simplejpeg-rgb`` — a plain libjpeg-turbo RGB decode (the baseline);
 * ``dctnet-style`` — what DCTNet's data pipeline does per image (the anchor).
@@ -48,6 +48,7 @@ import numpy as np
 
 from freqdata.errors import UsageError
 
+from freqdata.bench.busy import OtherLoad, busy_line
 __all__ = [
     "ANCHOR",
     "BASELINE",
@@ -439,20 +440,6 @@ def _time_pass(fn: Row, data: list[bytes]) -> tuple[float, float]:
     return t1 - t0, c1 - c0
 
 
-def _machine_busy_s() -> float | None:
-    """CPU seconds all processes spent busy so far (all CPUs, from /proc/stat); None if unknown."""
-    try:
-        with open("/proc/stat", encoding="utf-8") as f:
-            fields = f.readline().split()
-        ticks = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / ticks
-
-
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b > 0 else None
 
@@ -522,7 +509,7 @@ def run_decode_bench(
     totals: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
     started = _dt.datetime.now(_dt.UTC)
-    busy0, own0, wall0 = _machine_busy_s(), time.process_time(), time.perf_counter()
+    meter = OtherLoad()
     with single_threaded_blas() as blas:
         for r in range(repeats):
             for k, (name, fn) in enumerate(rows.items()):
@@ -530,13 +517,8 @@ def run_decode_bench(
                 totals[name].append(wall)
                 cpu[name].append(proc)
                 report("time", r * len(rows) + k + 1, repeats * len(rows))
-    busy1, own1, wall1 = _machine_busy_s(), time.process_time(), time.perf_counter()
     seconds = (_dt.datetime.now(_dt.UTC) - started).total_seconds()
-    # CPU used by *other* processes while the timed passes ran, as a fraction of the machine
-    other_load = None
-    if busy0 is not None and busy1 is not None and wall1 > wall0:
-        others = max(0.0, (busy1 - busy0) - (own1 - own0))
-        other_load = round(others / ((wall1 - wall0) * (os.cpu_count() or 1)), 4)
+    other_load = meter.fraction()  # CPU other processes used meanwhile, share of the machine
 
     med = {name: statistics.median(t) for name, t in totals.items()}
     results: dict[str, Any] = {}
@@ -660,8 +642,8 @@ def target_lines(result: dict[str, Any]) -> list[str]:
             f"WARNING: cpu/wall < {BUSY_CPU_OVER_WALL} for {', '.join(busy)}: this process "
             f"was not on a CPU all the time (other processes used {other} of the machine's "
             "CPU); the figures are unreliable, re-run on an idle machine"))
-    elif other is not None:
-        lines.append(f"other processes used {100 * other:.1f}% of the machine's CPU meanwhile")
+    elif busy_line(other) is not None:
+        lines.append(escape(busy_line(other)))
     skipped = result["files"]["skipped"]
     if skipped:
         lines.append(f"skipped {len(skipped)} file(s):")

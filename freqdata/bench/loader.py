@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from freqdata.bench.busy import machine_busy_s
 from freqdata.loader import (
     ORDERS,
     BatchRequest,
@@ -96,14 +97,6 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _machine_busy_s() -> float:
-    """CPU seconds all processes of the machine spent not idle (``/proc/stat``)."""
-    with open("/proc/stat") as f:
-        vals = [int(v) for v in f.readline().split()[1:]]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 class _Meter:
     """Wall time, our CPU time (main + given pids) and others' CPU time over a window."""
 
@@ -111,12 +104,12 @@ class _Meter:
         self.pids = [os.getpid(), *pids]
         self.t0 = time.perf_counter()
         self.c0 = sum(_proc_cpu_s(p) for p in self.pids)
-        self.m0 = _machine_busy_s()
+        self.m0 = machine_busy_s() or 0.0
 
     def stop(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
         cpu = sum(_proc_cpu_s(p) for p in self.pids) - self.c0
-        machine = _machine_busy_s() - self.m0
+        machine = (machine_busy_s() or 0.0) - self.m0
         ncpu = os.cpu_count() or 1
         return {"wall_s": wall, "cpu_s": cpu, "other_cpu": max(machine - cpu, 0.0) / (wall * ncpu)}
 

@@ -1,6 +1,6 @@
 """Mask-encoding benchmark: COCO polygons → DCT-Mask vectors, per core, against baselines.
 
-:func:`run_masks_bench` measures, in one run and on the same instances (DESIGN.md §6):
+:func:`run_masks_bench` measures, in one run and on the same instances (docs/benchmarks.md):
 
 CPU rows (one core: numpy's BLAS limited to one thread, torch to one intra-op thread):
 
@@ -45,6 +45,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import scipy.fft
 
+from freqdata.bench.busy import OtherLoad
 from freqdata.bench.decode import hardware_info, single_threaded_blas
 from freqdata.dct import zigzag
 from freqdata.masks.coco import Annotations, _valid_parts, load_coco, load_instances
@@ -219,6 +220,7 @@ def run_masks_bench(
     """
     dataset = load_coco(annotations)
     rows, count = _cpu_rows(dataset, k, n)
+    meter = OtherLoad()
     walls: dict[str, list[float]] = {name: [] for name in rows}
     cpus: dict[str, list[float]] = {name: [] for name in rows}
     with single_threaded_blas() as blas:
@@ -262,6 +264,7 @@ def run_masks_bench(
                                 "text": f"{name} >= {TARGET_GPU_MASKS_PER_S:.0f} masks/s (GPU)"})
     hw = hardware_info()
     hw["gpu"] = torch_info["gpu"] if torch_info else None
+    hw["other_processes_cpu_fraction"] = meter.fraction()
     result = {
         "benchmark": "masks",
         "settings": {"k": k, "n": n, "repeats": repeats, "torch_batch": torch_batch,

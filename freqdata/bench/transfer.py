@@ -1,7 +1,7 @@
 """``freqdata bench transfer``: bytes per sample and host→device cost of each representation.
 
 What a training step has to move per sample, for the usual RGB inputs and for every DCT
-preset (DESIGN.md §4, §6). Every figure is compared with the ``rgb224-uint8`` baseline
+preset (docs/benchmarks.md). Every figure is compared with the ``rgb224-uint8`` baseline
 measured in the same run, and GPU figures only count when measured on a GPU.
 
 Representations (:func:`representations`), one sample each:
@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from freqdata.bench.busy import OtherLoad, busy_line
+from freqdata.errors import UsageError
 from freqdata.presets import PRESETS, resolve_preset
 
 __all__ = [
@@ -442,29 +444,30 @@ def run_transfer_bench(
     """Run the transfer benchmark; returns the JSON-ready result (module docstring).
 
     ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` (skip GPU figures) or ``"cuda"``
-    (``ValueError`` when CUDA is not available). ``batch_size`` samples per batch;
+    (:class:`UsageError` when CUDA is not available). ``batch_size`` samples per batch;
     ``repeats`` timed runs (median reported) after one warm-up.
     ``on_progress(stage, done, total)`` is called between measurements.
     """
     from freqdata.bench.decode import hardware_info, software_info
 
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     if repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+        raise UsageError(f"--repeats must be >= 1, got {repeats}")
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {device!r}")
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
     if peak_bytes < 2**20:
-        raise ValueError(f"peak copy must be >= 1 MiB, got {peak_bytes}")
+        raise UsageError(f"peak copy must be >= 1 MiB, got {peak_bytes}")
     torch = _cuda() if device != "cpu" else None
     if device == "cuda" and torch is None:
-        raise ValueError("--device cuda: no CUDA device (torch.cuda.is_available() is False)")
+        raise UsageError("--device cuda: no CUDA device (torch.cuda.is_available() is False)")
     cuda = torch is not None
     report = on_progress or (lambda stage, done, total: None)
     reps = representations()
     rng = np.random.default_rng(seed)
     started = _dt.datetime.now(_dt.UTC)
     t_start = time.perf_counter()
+    meter = OtherLoad()
 
     memcpy = _host_memcpy_gbps(repeats, peak_bytes)
     peak = _pinned_peak_gbps(torch, repeats, peak_bytes) if cuda else None
@@ -546,6 +549,7 @@ def run_transfer_bench(
     hardware = hardware_info()
     hardware["gpu"] = _gpu_info(torch) if cuda else None
     hardware["cores_used"] = 1
+    hardware["other_processes_cpu_fraction"] = meter.fraction()
     software = software_info()
     try:
         import torch as _torch
@@ -665,6 +669,9 @@ def target_lines(result: dict[str, Any]) -> list[str]:
     if not result["cuda"]:
         lines.append(escape(f"N/A: {result['na_reason']}; bytes and CPU-side figures above "
                             "are measured"))
+    busy = busy_line(result["hardware"].get("other_processes_cpu_fraction"))
+    if busy is not None:
+        lines.append(escape(busy))
     return lines
 
 

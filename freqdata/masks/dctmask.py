@@ -1,6 +1,6 @@
 """DCT-Mask vectors (Shen et al., CVPR 2021): K x K masks ↔ the first n zigzag DCT coefficients.
 
-Conventions (DESIGN.md §3):
+Conventions (docs/masks.md §1):
 
 * orthonormal 2-D DCT-II (scipy ``norm="ortho"``): ``C = D X D^T`` with
   ``D = freqdata.dct.dct_matrix(K)``; ``C[v, u]``, v = vertical frequency (row), u = horizontal

@@ -76,7 +76,7 @@ PAPER_DCT: dict[tuple[int, int], float] = {
 #: COCO's object size classes by annotated area (pixels).
 SIZE_CLASSES = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2),
                 ("large", 96.0**2, math.inf))
-#: ``full-image``: foreground IoU against the full-image ground truth (DESIGN.md §3, the
+#: ``full-image``: foreground IoU against the full-image ground truth (docs/masks.md §3, the
 #: default); ``dctmask-repo``: DCT-Mask's own evaluate_iou.py (:func:`dctmask_repo_ious`).
 PROTOCOLS = ("full-image", "dctmask-repo")
 CLOSE = 0.01  # "n=100 ~ 28x28 grid", "n=300 ~ 64x64 grid": within this IoU

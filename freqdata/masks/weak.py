@@ -3,7 +3,7 @@
 After "Spectral Analysis for Semantic Segmentation with Applications on Feature
 Truncation and Weak Annotation" (Li-Wei Chen, Wei-Chen Chiu, Chin-Tien Wu; arXiv:2012.14123).
 The paper's own equations could not be retrieved for this implementation (only its
-abstract and summaries), so the definitions below are the ones stated in DESIGN.md §3 and
+abstract and summaries), so the definitions below are the ones stated in docs/masks.md §1 and
 the issue, written out exactly:
 
 * **Frequencies** are integer cycles per image along each axis, signed
@@ -196,7 +196,7 @@ def relative_ce_loss_rate(
 ) -> float | np.ndarray:
     """``R_ce(nu_max)``: the part of the cross-entropy carried by frequencies in the square
     band ``|f_y|, |f_x| <= nu_max``, relative to the full CE (module docstring; the
-    definition given in DESIGN.md / the issue, since the paper's equation could not be
+    definition given in docs/masks.md §1 / the issue, since the paper's equation could not be
     retrieved). ``logits`` ``(C, H, W)`` (raw scores; log-softmax over C is applied),
     ``labels`` ``(H, W)`` with ``ignore_index`` pixels left out. 1.0 at full band (up to
     float rounding). A sequence of limits gives an array."""
