@@ -44,9 +44,9 @@ nn.Conv2d)``, which is never true, so ``filter_fc`` keeps the Kaiming init of it
 is not neutral: its filter attention ``2·sigmoid(·)`` spreads over roughly 0.4-1.45 and its
 output differs from the plain convolution by 10-20 % (on post-ReLU features).
 ``"neutral"``: every head (filter included) ``N(0, 1e-6)`` and the local weights
-``N(0, 1e-6)``, so a fresh layer computes its
-plain convolution up to ~1e-6 (exactly with the heads zeroed: every attention is then 1 and
-FBM the identity) — converting a trained model then keeps its function.
+``N(0, 1e-6)``, so a fresh layer computes its plain convolution up to ~1e-6 (exactly with
+the heads zeroed: every attention is then 1 and FBM the identity) — converting a trained
+model then keeps its function.
 
 :func:`to_fdconv` converts the eligible ``nn.Conv2d`` of a model in place (the paper's
 rule, :func:`fdconv_eligible`); :func:`parameter_overhead` counts what it added.
