@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from freqdata.bench.busy import OtherLoad, busy_line
 from freqdata.errors import UsageError
 
-from freqdata.bench.busy import OtherLoad, busy_line
 __all__ = [
     "ANCHOR",
     "BASELINE",
