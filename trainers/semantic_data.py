@@ -54,6 +54,7 @@ from freqdata.masks.store import MaskStore, match_images, open_mask_store
 from freqdata.masks.weak import IGNORE_INDEX, blockwise
 from freqdata.pixels import _plan, parse_geometry
 from freqdata.store import ImageStore, open_store
+from freqdata.store.reader import read_rows
 from freqdata.transforms import Normalize, channel_info, random_hflip
 
 from .rgb import RGBStore, is_rgb_store
@@ -265,10 +266,7 @@ class SemanticLoader:
             out = np.empty((len(rows), 3, *store.grid), np.uint8)
             store.read(rows, out)
             return "images", torch.from_numpy(out)
-        order = np.argsort(rows)
-        cubes = np.empty((len(rows), *store.group["cubes"].shape[1:]), np.int16)
-        cubes[order] = store.group["cubes"].get_orthogonal_selection((rows[order],))
-        return "cubes", torch.from_numpy(cubes)
+        return "cubes", torch.from_numpy(read_rows(store.group["cubes"], rows))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for req in self.sampler:
