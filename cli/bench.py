@@ -183,6 +183,7 @@ def loader_cmd(
     repeats: Annotated[int | None, typer.Option(help="Timed passes (median reported).")]
     = None,
     limit: Annotated[int | None, typer.Option(help="Use at most N samples.")] = None,
+    seconds: Annotated[float | None, typer.Option(help="Seconds per timed run.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full result "
                                                    "as JSON to this file.")] = None,
     label: Annotated[str | None, typer.Option(help="Free text stored with the result.")] = None,
@@ -211,6 +212,7 @@ def loader_cmd(
     for key, flag, value in (("batch_size", "--batch-size", batch_size),
                              ("workers", "--workers", workers), ("device", "--device", device),
                              ("repeats", "--repeats", repeats), ("limit", "--limit", limit),
+                             ("seconds", "--seconds", seconds),
                              ("label", "--label", label)):
         if value is not None:
             options[key] = value
@@ -242,12 +244,12 @@ def loader_cmd(
         out.print_json(json.dumps(result, default=str))
     for line in getattr(bench_loader, "target_lines", lambda r: [])(result):
         out.print(line)
-    _write_json(result, json_path, out)
-
     others = [r["other_cpu"] for r in result.get("rows", {}).values() if "other_cpu" in r]
     busy = busy_line(max(others)) if others else None
     if busy is not None:
         out.print(busy, markup=False, highlight=False)
+    _write_json(result, json_path, out)
+
 
 _MASKS_HELP = (
     "COCO polygons → DCT-Mask vectors per core: freqdata's encoder against pycocotools, "
@@ -320,7 +322,7 @@ def masks_cmd(
     for t in result["targets"]:
         if t["pass"] is None:
             out.print(f"N/A  {t['text']}", markup=False, highlight=False)
-    _write_json(result, json_path, out)
     busy = busy_line(result["hardware"].get("other_processes_cpu_fraction"))
     if busy is not None:
         out.print(busy, markup=False, highlight=False)
+    _write_json(result, json_path, out)

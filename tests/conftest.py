@@ -16,6 +16,7 @@ DATA = Path(
 ZOO = DATA / "jpeg-zoo"
 COCO_VAL = DATA / "images-seg" / "coco-mini" / "val2017"
 ANTS_BEES = DATA / "images-cls" / "hymenoptera_data"
+IMAGENET = DATA / "imagenet-sample" / "images"  # real 4:4:4 / 4:2:0 / 4:2:2 / gray mix
 
 
 @pytest.fixture(scope="session")

@@ -223,45 +223,6 @@ def test_gpu_code_path_logic_with_a_fake_device(tmp_path: Path,
     assert isinstance(peak["pass"], bool)
 
 
-# --------------------------------------------------------------------------- bench loader
-# `freqdata bench loader` is a thin CLI wrapper over freqdata.bench.loader.run_loader_bench;
-# here it runs against a stand-in module to check the wrapper's own behaviour.
-
-
-def test_bench_loader_wrapper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    import types
-
-    import freqdata.bench
-
-    calls: list[tuple[Any, dict[str, Any]]] = []
-
-    def run_loader_bench(store: Path, *, batch_size: int = 64, label: str | None = None,
-                         command: str | None = None) -> dict[str, Any]:
-        calls.append((store, {"batch_size": batch_size, "label": label, "command": command}))
-        return {"benchmark": "loader", "store": str(store), "samples_per_s": 123.0}
-
-    fake = types.ModuleType("freqdata.bench.loader")
-    fake.run_loader_bench = run_loader_bench  # type: ignore[attr-defined]
-    fake.target_lines = lambda result: ["PASS stand-in target"]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "freqdata.bench.loader", fake)
-    monkeypatch.setattr(freqdata.bench, "loader", fake, raising=False)
-
-    out = tmp_path / "loader.json"
-    r = runner.invoke(app, ["bench", "loader", str(tmp_path / "s.zarr"), "--batch-size", "32",
-                            "--label", "x", "--json", str(out), "--quiet"])
-    assert r.exit_code == 0, r.output
-    (store, kw), = calls
-    assert store == tmp_path / "s.zarr" and kw["batch_size"] == 32 and kw["label"] == "x"
-    assert kw["command"].startswith("freqdata bench loader ")
-    assert json.loads(out.read_text())["samples_per_s"] == 123.0
-    assert "PASS stand-in target" in r.output and "123" in r.output
-
-    # an option the benchmark does not take is bad usage, not a TypeError
-    r = runner.invoke(app, ["bench", "loader", "s.zarr", "--workers", "4", "--quiet"])
-    assert r.exit_code == 2 and "--workers" in r.output
-
-
 def test_estimated_int8_when_transport_missing(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transfer, "_cuda", lambda: None)
