@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import simplejpeg
-from conftest import ANTS_BEES, COCO_VAL, DATA, ZOO
+from conftest import ANTS_BEES, COCO_VAL, IMAGENET, ZOO
 from PIL import Image
 
 from freqdata.coefficients import (
@@ -22,7 +22,6 @@ from freqdata.errors import UsageError
 from freqdata.jpeg import JpegCoefficients, JpegError, read_coefficients
 from freqdata.presets import resolve_preset
 
-IMAGENET = DATA / "imagenet-sample" / "images"
 DCTNET_CHROMA = resolve_preset("dctnet-24").cb  # [0, 1, 8, 9]
 SELECTIONS = {
     "dctnet-24": DCTNET_CHROMA,
