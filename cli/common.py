@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from freqdata.errors import DataError, UsageError
 
@@ -43,6 +45,47 @@ Overwrite = Annotated[bool, typer.Option(help="Replace the run in OUT (log, chec
 AsJson = Annotated[bool, typer.Option(
     "--json", help="JSON lines on stdout instead of a progress bar (the log file has them "
     "either way).")]
+
+
+def _plain_help(params: list[click.Parameter]) -> list[click.Parameter]:
+    """Help as a person reads it: arguments in capitals (``SRC``), flags without a type."""
+    for p in params:
+        if isinstance(p, click.Argument | TyperArgument) and p.metavar is None and p.name:
+            p.metavar = p.name.upper()
+        elif getattr(p, "is_bool_flag", False) and p.metavar is None:
+            p.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """A command whose usage line reads ``freqdata encode images [OPTIONS] SRC OUT``."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _plain_help(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p
+                for p in super().collect_usage_pieces(ctx)]  # fmt: skip
+
+
+class Group(TyperGroup):
+    """A command group with the same plain help as :class:`Command`."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _plain_help(super().get_params(ctx))
+
+
+def plain_help(app: typer.Typer) -> typer.Typer:
+    """Give ``app`` and every command and group under it :class:`Command` / :class:`Group`
+    (typer's default help shows required arguments as ``{src}`` and flags as ``<bool>``)."""
+    app.info.cls = Group
+    for info in app.registered_commands:
+        if info.cls in (None, TyperCommand):  # typer's default
+            info.cls = Command
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            plain_help(group.typer_instance)
+    return app
 
 
 def fail(msg: str, code: int = EXIT_USAGE) -> NoReturn:

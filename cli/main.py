@@ -27,6 +27,7 @@ from freqdata.cli.common import (
     console,
     fail,
     human,
+    plain_help,
     reported,
 )
 from freqdata.cli.masks import encode_masks_cmd
@@ -68,16 +69,12 @@ def encode_images_cmd(
     src: Annotated[
         str,
         typer.Argument(
-            metavar="SRC",
             help="Folder of images (class sub-folders → labels), one image, or a text file of "
             "paths; a local path or an fsspec URL (s3://, gs://, memory://)."
         ),
     ],
     out: Annotated[
-        str,
-        typer.Argument(
-            metavar="OUT", help="Store to write (a Zarr v3 directory; a path or an fsspec URL)."
-        ),
+        str, typer.Argument(help="Store to write (a Zarr v3 directory; a path or an fsspec URL).")
     ],
     preset: Annotated[
         str, typer.Option(help="Channels: dctnet-6/24/32/48/64, all, zigzag-Y-C.")
@@ -350,3 +347,6 @@ def inspect_cmd(
         out.print(f"[red]failed[/] #{err['index']} {err['path']}: {err['reason']}")
     if len(s.errors) > len(shown):
         out.print(f"... {len(s.errors) - len(shown)} more failures (--errors lists all)")
+
+
+plain_help(app)  # last: every command above is registered (usage "SRC OUT", no "<bool>")

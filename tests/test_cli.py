@@ -134,8 +134,11 @@ def test_version_and_help():
 
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0 and r.output.strip() == f"freqdata {__version__}"
+    for cmd in (["encode", "images"], ["encode", "masks"], ["train", "classify"], ["inspect"]):
+        r = runner.invoke(app, [*cmd, "--help"])
+        assert r.exit_code == 0 and "<bool>" not in r.output and "{" not in r.output, r.output
     r = runner.invoke(app, ["encode", "images", "--help"])
-    assert r.exit_code == 0 and "SRC" in r.output
+    assert "encode images [OPTIONS] SRC OUT" in r.output
 
 
 def _inputs_done(store) -> int:
