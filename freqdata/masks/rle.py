@@ -187,8 +187,8 @@ def dct_encode_rle(
     pre = _prefix(k, r)
     contrib = np.take(pre, bottom, axis=0)
     contrib -= np.take(pre, top, axis=0)  # (pieces, r)
-    key = mk[run] * k + col  # non-decreasing
-    z = np.zeros((m * k, r))
+    key = col * m + mk[run]  # the pieces of one (mask, column) are adjacent
+    z = np.zeros((k * m, r))
     if key.size:
         # Most columns hold one run: assign the last piece of every column (unique keys), then
         # add the other pieces of columns with several runs, one piece per column and round.
@@ -202,6 +202,6 @@ def dct_encode_rle(
             keep = np.ones(rest.size, dtype=bool)
             keep[first] = False
             rest = rest[keep]
-    # z[m*k + j, v] = (D[:r] X)[v, j];  C^T = D[:c] (D[:r] X)^T, batched over masks.
-    coef = np.matmul(_basis_t(k, c).T, z.reshape(m, k, r)).reshape(m, c * r)  # [m, u, v]
-    return coef[:, u * r + v].astype(dtype, copy=False)
+    # z[j*m + mask, v] = (D[:r] X)[v, j];  C^T = D[:c] (D[:r] X)^T for all masks in one GEMM.
+    coef = (_basis_t(k, c).T @ z.reshape(k, m * r)).reshape(c, m, r)  # [u, mask, v]
+    return np.ascontiguousarray(coef[u, :, v].T, dtype=dtype)
