@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from freqdata.cli.common import console, fail, int_list
+from freqdata.cli.common import console, fail, int_list, reported
 
 quality_app = typer.Typer(help="Representation quality reports.", no_args_is_help=True)
 
@@ -99,13 +99,11 @@ def masks_cmd(
     t0 = time.perf_counter()
     with _progress(quiet, "reconstructing") as bar:
         task = bar.add_task("q", total=None)
-        try:
+        with reported():  # not COCO instances: UsageError
             q = masks_quality(annotations, ks, ns, method=method, protocol=protocol,
                               boundary=boundary,
                               image_ids=_first_images(annotations, max_images),
                               on_progress=lambda d, t: bar.update(task, completed=d, total=t))
-        except (ValueError, json.JSONDecodeError) as e:
-            fail(str(e))
     q.result["seconds"] = round(time.perf_counter() - t0, 2)
     parts = ["freqdata", "quality", "masks", str(annotations), "--k", k, "--n", n,
              "--method", method, "--protocol", protocol] + (
@@ -154,13 +152,11 @@ def weak_cmd(
     t0 = time.perf_counter()
     with _progress(quiet, "label maps") as bar:
         task = bar.add_task("w", total=None)
-        try:
+        with reported():  # not COCO instances: UsageError
             result = weak_quality(annotations, nus, crowd=crowd,
                                   image_ids=_first_images(annotations, max_images),
                                   on_progress=lambda d, t: bar.update(task, completed=d,
                                                                       total=t))
-        except (ValueError, json.JSONDecodeError) as e:
-            fail(str(e))
     result["seconds"] = round(time.perf_counter() - t0, 2)
     result["command"] = shlex.join(["freqdata", "quality", "weak", str(annotations),
                                     "--nu", nu, "--crowd", crowd] + (
