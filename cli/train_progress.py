@@ -7,6 +7,7 @@ prints them on stdout instead of this display when stdout is not a terminal or w
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -47,8 +49,9 @@ class TrainingDisplay:
             console=self.console,
             transient=True,
         )
-        self.task: int | None = None
+        self.task: TaskID | None = None
         self.epoch = 0
+        self.t0, self.s0 = 0.0, 0  # time and samples at the epoch's first reported step
         self.out = ""
 
     def on_step(self, s: dict[str, Any]) -> None:
@@ -56,12 +59,12 @@ class TrainingDisplay:
         if self.task is None or s["epoch"] != self.epoch:
             self._end_epoch()
             self.bar.start()
-            self.epoch = s["epoch"]
+            self.epoch, self.t0, self.s0 = s["epoch"], time.perf_counter(), s["samples"]
             self.task = self.bar.add_task("train", total=s["steps"], epoch=f"{s['epoch']}/"
                                           f"{s['epochs']}", rate=0.0, loss=0.0)  # fmt: skip
-        elapsed = self.bar.tasks[self.task].elapsed or 0.0
-        self.bar.update(self.task, completed=s["step"], loss=s["loss"],
-                        rate=s["samples"] / max(elapsed, 1e-9))  # fmt: skip
+        dt = time.perf_counter() - self.t0
+        rate = (s["samples"] - self.s0) / dt if dt > 0 else 0.0
+        self.bar.update(self.task, completed=s["step"], loss=s["loss"], rate=rate)
 
     def on_log(self, rec: dict[str, Any]) -> None:
         """A JSON log record: ``start`` / ``resume``, ``epoch``, ``end``."""
@@ -89,7 +92,7 @@ class TrainingDisplay:
                 if k not in ("event", "final") and not isinstance(v, dict | list):
                     t.add_row(k, _fmt(v))
             for k, v in rec.get("final", {}).items():
-                if not isinstance(v, dict | list):
+                if k not in ("epoch", "epochs") and not isinstance(v, dict | list):
                     t.add_row(f"final {k}", _fmt(v))
             self.console.print(t)
 

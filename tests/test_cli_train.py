@@ -119,6 +119,9 @@ def test_terminal_display():
                    "loss": 0.7})  # fmt: skip
     d.on_log({"event": "epoch", "epoch": 1, "epochs": 2, "train_loss": 0.69, "val_top1": 0.5,
               "samples_per_s": 12.5, "bytes_moved": 99})  # fmt: skip
+    for step in (1, 2):  # the second epoch gets a bar of its own
+        d.on_step({"epoch": 2, "epochs": 2, "step": step, "steps": 2, "samples": 2 * step,
+                   "loss": 0.6})  # fmt: skip
     d.on_log({"event": "end", "epochs": 2, "best_val_top1": 0.5,
               "final": {"epoch": 2, "val_top1": 0.5}})  # fmt: skip
     d.close()
