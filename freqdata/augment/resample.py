@@ -96,16 +96,19 @@ def axis_matrix(
     """Coefficient-domain matrices ``M = D_out A D_in^T`` of one axis, ``(B, out_blocks |F|,
     in_blocks |F|)``, restricted to the frequencies ``freqs`` (rows and columns ordered
     block-major: ``block * |F| + f``). ``A`` resamples ``[start, start + length)`` of
-    ``8 in_blocks`` pixels to ``8 out_blocks`` (:func:`axis_weights`)."""
+    ``8 in_blocks`` pixels to ``8 out_blocks`` (:func:`axis_weights`). Built in float64 for a
+    float64 ``dtype``, otherwise in float32 (then cast to ``dtype``)."""
     index, weight = axis_weights(start, length, out_blocks * BLOCK, kernel)
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    weight = weight.to(work)
     b, n_out = index.shape[:2]
     nf = len(freqs)
-    d = torch.as_tensor(dct_matrix(BLOCK)[list(freqs)], device=index.device)  # (|F|, 8)
+    d = torch.as_tensor(dct_matrix(BLOCK)[list(freqs)], device=index.device, dtype=work)
     src = weight[..., None] * d.T[index % BLOCK]  # (B, n_out, K, |F|)
     g = weight.new_zeros((b, n_out, in_blocks, nf))
     g.scatter_add_(2, (index // BLOCK)[..., None].expand(-1, -1, -1, nf), src)
     g = g.reshape(b, out_blocks, BLOCK, in_blocks * nf)
-    m = torch.einsum("fi,bhic->bhfc", d, g)
+    m = d @ g  # (B, out_blocks, |F|, in_blocks |F|)
     return m.reshape(b, out_blocks * nf, in_blocks * nf).to(dtype)
 
 
