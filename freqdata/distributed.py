@@ -48,7 +48,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
-from freqdata.job import Damaged, EncodeOptions, EncodeSummary, _encode_one
+from freqdata.job import WORKER_DIED, Damaged, EncodeOptions, EncodeSummary, _encode_one
+from freqdata.pool import ordered_map
 from freqdata.sources import Sources, list_sources
 from freqdata.stats import ChannelStats
 from freqdata.store import StoreSpec, StoreWriter, exists
@@ -104,10 +105,8 @@ def _encode_isolated(
     """Round 1 on the client, for a task that killed its workers (a crashing decoder):
     every input in a child process, like the single-process encoder, so the culprit is
     recorded as :data:`freqdata.job.WORKER_DIED` and the others are encoded."""
-    from freqdata.job import _ordered_map
-
     fn = encode_fn or _encode_one
-    results = list(_ordered_map(fn, paths, 1, opts))
+    results = list(ordered_map(fn, paths, opts, 1, WORKER_DIED))
     return _write_task(out, t, lo, results, parts, channels)
 
 

@@ -45,8 +45,8 @@ def images(tmp_path_factory, data_dir) -> Path:
     return _dataset(tmp_path_factory.mktemp("dist-ds"), per_class=35)
 
 
-@pytest.fixture(scope="module")
-def client():
+def _cluster():
+    """A LocalCluster of two single-threaded worker processes and its client."""
     from freqdata.distributed import local_worker_env
 
     # a task that kills its worker twice is given up by Dask (KilledWorker): fast crash test
@@ -57,6 +57,18 @@ def client():
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
+
+
+@pytest.fixture(scope="module")
+def client():
+    yield from _cluster()
+
+
+@pytest.fixture
+def own_client():
+    """A cluster of the test's own, for tests that kill workers: the nanny's replacement
+    workers end with it (no process outlives the test)."""
+    yield from _cluster()
 
 
 @pytest.fixture(scope="module")
@@ -105,17 +117,16 @@ def kill_once(src, opts, *, marker: str, victim: str):
     return _encode_one(src, opts)
 
 
-def test_worker_killed_mid_run_still_identical(images, reference, client, tmp_path):
+def test_worker_killed_mid_run_still_identical(images, reference, own_client, tmp_path):
     from freqdata.distributed import encode_distributed
 
     victim = sorted(p.name for p in (images / "bees").glob("*.jpg"))[10]
     marker = tmp_path / "killed"
     fn = functools.partial(kill_once, marker=str(marker), victim="bees/" + victim)
     out = tmp_path / "d.zarr"
-    encode_distributed(images, out, FIXED, scheduler=client, task_inputs=8, encode_fn=fn)
+    encode_distributed(images, out, FIXED, scheduler=own_client, task_inputs=8, encode_fn=fn)
     assert marker.exists()  # a worker really died
     assert _tree(out) == _tree(reference["fixed"])
-    client.wait_for_workers(2, timeout=30)
 
 
 def _committed(store: Path) -> int:
@@ -270,7 +281,7 @@ def test_cli_scheduler_local(images, tmp_path):
     assert _tree(tmp_path / "b.zarr") == _tree(tmp_path / "a.zarr")
 
 
-def test_crashing_decoder_costs_only_its_input(client, tmp_path, data_dir, monkeypatch):
+def test_crashing_decoder_costs_only_its_input(own_client, tmp_path, data_dir, monkeypatch):
     """An input that kills every worker it runs on: Dask gives its task up (KilledWorker),
     the client re-encodes that task with one child process per input like the
     single-process encoder, and the store equals the single-process one."""
@@ -288,7 +299,7 @@ def test_crashing_decoder_costs_only_its_input(client, tmp_path, data_dir, monke
     shutil.copy(files[0], src / "bees" / "crash.jpg")
     out = tmp_path / "d.zarr"
     summary = encode_distributed(
-        src, out, FIXED, scheduler=client, task_inputs=3, encode_fn=encode_or_crash
+        src, out, FIXED, scheduler=own_client, task_inputs=3, encode_fn=encode_or_crash
     )
     assert [(Path(e["path"]).name, e["reason"]) for e in summary.errors] == [
         ("crash.jpg", WORKER_DIED)
@@ -296,7 +307,6 @@ def test_crashing_decoder_costs_only_its_input(client, tmp_path, data_dir, monke
     monkeypatch.setattr(freqdata.job, "_encode_one", encode_or_crash)
     encode_images(src, tmp_path / "ref.zarr", FIXED, workers=1)
     assert _tree(out) == _tree(tmp_path / "ref.zarr")
-    client.wait_for_workers(2, timeout=30)
 
 
 # --------------------------------------------------------------------------- masks
@@ -336,7 +346,7 @@ def _annotation_file(tmp_path: Path, image_ids: list[int]) -> Path:
 
 
 def test_masks_distributed_identical_with_a_worker_killed(
-    mask_images, mask_reference, client, tmp_path
+    mask_images, mask_reference, own_client, tmp_path
 ):
     """``encode_masks(scheduler=...)`` equals the single-process store byte for byte, also
     when a worker process is killed while batches are in flight (Dask reruns them)."""
@@ -346,17 +356,16 @@ def test_masks_distributed_identical_with_a_worker_killed(
 
     def kill_a_worker(done: int, total: int, failed: int) -> None:
         if done and not killed:
-            pids = client.run(os.getpid)
+            pids = own_client.run(os.getpid)
             victim = pids[sorted(pids)[0]]
             os.kill(victim, 9)  # the nanny starts a new worker; Dask reruns its batches
             killed.append(victim)
 
     out = tmp_path / "d.zarr"
-    summary = encode_masks(MASKS_VAL, out, image_ids=mask_images, scheduler=client,
+    summary = encode_masks(MASKS_VAL, out, image_ids=mask_images, scheduler=own_client,
                            on_progress=kill_a_worker, **MASK_OPTS)
     assert killed and summary.images == 14 and summary.instances > 0
     assert _tree(out) == _tree(mask_reference)
-    client.wait_for_workers(2, timeout=30)
 
 
 def test_masks_interrupted_then_resumed_identical(mask_images, mask_reference, client, tmp_path):

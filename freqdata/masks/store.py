@@ -62,10 +62,10 @@ from freqdata.masks.patchdct import patch_encode
 from freqdata.masks.rle import rle_problem
 from freqdata.masks.weak import IGNORE_INDEX, _cells, blockwise
 from freqdata.store import Progress, store_bytes
-from freqdata.store.layout import INDEX_CHUNK, array_options
+from freqdata.store.fields import Column, Ragged, append_rows
 from freqdata.store.lock import held
 from freqdata.store.reader import read_checked, require_rows
-from freqdata.store.writer import append_rows, prepare_new, remove_temporaries, truncate_rows
+from freqdata.store.writer import prepare_new, remove_temporaries
 
 __all__ = [
     "FORMAT",
@@ -517,49 +517,38 @@ def _image_store_index(into: str | Path, images: list[dict[str, Any]]) -> np.nda
                         [im["id"] for im in images])
 
 
-def _create_arrays(g: zarr.Group, n: int, patch: bool, nus: Sequence[int]) -> None:
-    def arr(grp: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, rows: int,
-            fill: Any = 0, names: tuple[str, ...] | None = None) -> None:
-        grp.create_array(name, shape=shape, dtype=dtype, chunks=(rows, *shape[1:]),
-                         **array_options(np.dtype(dtype).itemsize), fill_value=fill,
-                         dimension_names=names)
-
-    arr(g, "vectors", (0, n), np.float32, VECTOR_ROWS, 0.0, ("instance", "coefficient"))
+def _fields(n: int, patch: bool, nus: Sequence[int]) -> tuple[list[Column], list[Column],
+                                                                list[Ragged]]:
+    """The mask store's fields (:mod:`freqdata.store.fields`): per instance (M rows), per
+    image (I rows) and the weak-label maps (I rows, ragged ``(h, w)`` uint8)."""
+    inst = [Column("vectors", np.float32, (n,), VECTOR_ROWS, 0.0,
+                   dims=("instance", "coefficient"))]
     if patch:
         hp = PATCH_K // PATCH_SIZE
-        pg = g.create_group("patch")
-        arr(pg, "vectors", (0, hp, hp, PATCH_DIMS), np.float32, PATCH_ROWS, 0.0,
-            ("instance", "patch_y", "patch_x", "coefficient"))
-        arr(pg, "labels", (0, hp, hp), np.uint8, LABEL_ROWS, 0,
-            ("instance", "patch_y", "patch_x"))
-    for name in ("image_ids", "image_index", "category_ids", "ann_ids"):
-        arr(g, name, (0,), np.int64, INDEX_CHUNK, -1, ("instance",))
-    arr(g, "boxes", (0, 4), np.float64, INDEX_CHUNK, 0.0, ("instance", "xywh"))
-    arr(g, "areas", (0,), np.float64, INDEX_CHUNK, 0.0, ("instance",))
-    arr(g, "iscrowd", (0,), np.uint8, INDEX_CHUNK, 0, ("instance",))
-    ig = g.create_group("images")
-    arr(ig, "ids", (0,), np.int64, INDEX_CHUNK, -1, ("image",))
-    arr(ig, "image_index", (0,), np.int64, INDEX_CHUNK, -1, ("image",))
-    arr(ig, "sizes", (0, 2), np.int64, INDEX_CHUNK, 0, ("image", "hw"))
-    ig.create_array("file_names", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,),
-                    **array_options(1))
-    if nus:
-        wg = g.create_group("weak")
-        for name in ["full", *(f"nu{nu}" for nu in nus)]:
-            rg = wg.create_group(name)
-            arr(rg, "data", (0,), np.uint8, RAGGED_CHUNK, 0)
-            arr(rg, "shape", (0, 2), np.int32, INDEX_CHUNK, 0)
-            arr(rg, "offset", (0,), np.int64, INDEX_CHUNK, 0)
+        inst += [
+            Column("patch/vectors", np.float32, (hp, hp, PATCH_DIMS), PATCH_ROWS, 0.0,
+                   dims=("instance", "patch_y", "patch_x", "coefficient")),
+            Column("patch/labels", np.uint8, (hp, hp), LABEL_ROWS, 0,
+                   dims=("instance", "patch_y", "patch_x")),
+        ]
+    inst += [Column(name, np.int64, fill=-1, dims=("instance",))
+             for name in ("image_ids", "image_index", "category_ids", "ann_ids")]
+    inst += [Column("boxes", np.float64, (4,), fill=0.0, dims=("instance", "xywh")),
+             Column("areas", np.float64, fill=0.0, dims=("instance",)),
+             Column("iscrowd", np.uint8, fill=0, dims=("instance",))]
+    images = [Column("images/ids", np.int64, fill=-1, dims=("image",)),
+              Column("images/image_index", np.int64, fill=-1, dims=("image",)),
+              Column("images/sizes", np.int64, (2,), fill=0, dims=("image", "hw")),
+              Column("images/file_names", str, fill=None)]
+    weak = [Ragged(f"weak/{name}", np.uint8, 2, RAGGED_CHUNK)
+            for name in (["full", *(f"nu{nu}" for nu in nus)] if nus else [])]
+    return inst, images, weak
 
 
-def _append_ragged(rg: zarr.Group, maps: list[np.ndarray]) -> None:
-    if not maps:
-        return
-    start = _ragged_end(rg, rg["shape"].shape[0])
-    sizes = np.array([m.size for m in maps], dtype=np.int64)
-    append_rows(rg["data"], np.concatenate([m.ravel() for m in maps]).astype(np.uint8))
-    append_rows(rg["shape"], np.array([m.shape for m in maps], dtype=np.int32))
-    append_rows(rg["offset"], start + np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+def _create_arrays(g: zarr.Group, n: int, patch: bool, nus: Sequence[int]) -> None:
+    inst, images, weak = _fields(n, patch, nus)
+    for f in (*inst, *images, *weak):
+        f.create(g)
 
 
 @dataclass
@@ -602,30 +591,15 @@ def _encode_batch(
     return _Batch(arrays, errors, skipped, full)
 
 
-def _ragged_end(rg: zarr.Group, rows: int) -> int:
-    """Elements of ``data`` used by the first ``rows`` maps of a ragged group."""
-    if rows == 0:
-        return 0
-    return int(rg["offset"][rows - 1] + np.prod(rg["shape"][rows - 1]))
-
-
-def _truncate_to(g: zarr.Group, progress: Progress, nus: Sequence[int]) -> None:
+def _truncate_to(g: zarr.Group, progress: Progress, n: int, patch: bool,
+                 nus: Sequence[int]) -> None:
     """Drop rows written after the last commit (an interrupted encode), so that resuming
     appends exactly where the committed store ends."""
-    instances = ["vectors", "image_ids", "image_index", "category_ids", "ann_ids", "boxes",
-                 "areas", "iscrowd"]
-    if "patch" in g:
-        instances += ["patch/vectors", "patch/labels"]
-    for name in instances:
-        truncate_rows(g[name], progress.samples)
-    for name in ("ids", "image_index", "sizes", "file_names"):
-        truncate_rows(g[f"images/{name}"], progress.inputs_done)
-    for name in ["full", *(f"nu{nu}" for nu in nus)] if nus else []:
-        rg = g[f"weak/{name}"]
-        end = _ragged_end(rg, min(progress.inputs_done, rg["shape"].shape[0]))
-        for key in ("shape", "offset"):
-            truncate_rows(rg[key], progress.inputs_done)
-        truncate_rows(rg["data"], end)
+    inst, images, weak = _fields(n, patch, nus)
+    for f in inst:
+        f.truncate(g, progress.samples)
+    for f in (*images, *weak):
+        f.truncate(g, progress.inputs_done)
 
 
 def _map_batches(
@@ -756,7 +730,7 @@ def encode_masks(
             attrs = g.attrs["freqdata"]
             skipped.update(attrs["skipped"])
             errors = errors + attrs["errors"][len(errors):]  # validation errors come first
-            _truncate_to(g, progress, nus)
+            _truncate_to(g, progress, n, patch, nus)
         else:  # the first zarr.json holds the record: a kill after it is resumable
             g = prepare_new(path, overwrite or resume, record())
             _create_arrays(g, n, patch, nus)
@@ -806,9 +780,10 @@ def encode_masks(
                 names = [str(im.get("file_name", "")) for im in chunk]
                 append_rows(g["images/file_names"], np.array(names, dtype=str))
                 if nus:
-                    _append_ragged(g["weak/full"], batch.full)
-                    for nu in nus:
-                        _append_ragged(g[f"weak/nu{nu}"], [grid_of(mp, nu) for mp in batch.full])
+                    full, *grids = _fields(n, patch, nus)[2]
+                    full.append(g, batch.full)
+                    for field, nu in zip(grids, nus, strict=True):
+                        field.append(g, [grid_of(mp, nu) for mp in batch.full])
                 progress.inputs_done = s + len(chunk)
                 progress.samples += m
                 commit()

@@ -15,9 +15,11 @@ One Zarr v3 group, readable with plain ``zarr`` (docs/store.md has the full layo
 
 
 The package: :mod:`~freqdata.store.layout` (paths, chunking, the codec),
-:mod:`~freqdata.store.spec` (layout and progress records), :mod:`~freqdata.store.writer`
-(append, commit, resume), :mod:`~freqdata.store.lock` (one writer per store),
-:mod:`~freqdata.store.reader` (read back).
+:mod:`~freqdata.store.spec` (layout and progress records), :mod:`~freqdata.store.fields`
+(field kinds: how columns and ragged values are created, appended, truncated),
+:mod:`~freqdata.store.writer` (commit, resume), :mod:`~freqdata.store.lock` (one writer per
+store), :mod:`~freqdata.store.rgb` (the RGB store kind), :mod:`~freqdata.store.reader` (read
+back).
 """
 
 from freqdata.store.layout import exists, is_url, store_bytes

@@ -15,7 +15,8 @@ Protocol (docs/store.md, "Commit protocol"):
    readers that use plain zarr. They are never read back by the writer.
 
 :meth:`StoreWriter.resume` reads the record, removes zarr's leftover temporary files and
-every row past the committed count (:func:`truncate_rows`, safe to interrupt and repeat),
+every row past the committed count (:mod:`freqdata.store.fields`, safe to interrupt and
+repeat),
 and rewrites the derived statistics: after a kill at any point, resume and finish give the
 same bytes as an uninterrupted run. A writer holds the store's lock
 (:mod:`freqdata.store.lock`) from before it touches anything until :meth:`StoreWriter.finish`
@@ -34,20 +35,15 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.array import AsyncArray
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-from zarr.storage import MemoryStore, StorePath
 
 from freqdata.errors import StoreError, UsageError
 from freqdata.stats import ChannelStats
+from freqdata.store.fields import Column, Ragged
 from freqdata.store.layout import (
-    INDEX_CHUNK,
     RAGGED_CHUNK,
     SHARD_SAMPLES,
     array_options,
     exists,
-    object_key,
     storage_rows,
     writable,
 )
@@ -60,49 +56,6 @@ STATS = ("count", "mean", "m2", "std")  # the derived statistics arrays, stats/<
 
 class StoreExistsError(UsageError, FileExistsError):
     """The output exists and neither resume nor overwrite was asked for."""
-
-
-def truncate_rows(arr: zarr.Array, n: int) -> None:
-    """Shrink ``arr`` to ``n`` rows, leaving the bytes of an array that never had more.
-
-    The edge object (the chunk or shard holding row ``n - 1``, when ``n`` is not a multiple
-    of its rows) is encoded afresh from its rows ``< n`` in a scratch in-memory array with
-    ``arr``'s metadata at ``n`` rows, and replaces the stored object in one write; then the
-    resize deletes every object past it and writes the new shape last. No step touches the
-    rows ``< n``, so a truncation interrupted anywhere is completed by running it again.
-    """
-    old = arr.shape[0]
-    if old <= n:
-        return
-    arr = writable(arr)
-    rows = storage_rows(arr)
-    if n % rows:
-        lo = n // rows * rows
-        scratch_store = MemoryStore()
-        scratch = zarr.Array(
-            AsyncArray(
-                arr.metadata.update_shape((n, *arr.shape[1:])),
-                StorePath(scratch_store, arr.path),  # same keys as arr
-                config=arr.async_array.config,
-            )
-        )
-        scratch[lo:n] = arr[lo:n]
-        key = object_key(arr, lo // rows)
-        fresh = sync(scratch_store.get(key, default_buffer_prototype()))
-        store = arr.store_path.store
-        if fresh is None:
-            sync(store.delete(key))
-        else:
-            sync(store.set(key, fresh))  # LocalStore: temporary file, then rename
-    arr.resize((n, *arr.shape[1:]))
-
-
-def append_rows(arr: zarr.Array, rows: np.ndarray) -> None:
-    """Append ``rows`` along axis 0 (shape first, then the data)."""
-    arr = writable(arr)
-    n = arr.shape[0]
-    arr.resize((n + len(rows), *arr.shape[1:]))
-    arr[n:] = rows
 
 
 def remove_temporaries(path: str | Path) -> None:
@@ -168,6 +121,25 @@ def fault_point(stage: str) -> None:
     name, _, count = want.partition(":")
     if name == stage and str(_reached[stage]) == count:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sample_fields(spec: StoreSpec) -> list[Column | Ragged]:
+    """The per-sample fields of a store of ``spec``: one per part (a sharded :class:`Column`
+    ``(N, C, Hb, Wb)`` for a fixed grid, a :class:`Ragged` ``(C, Hb, Wb)`` per sample
+    otherwise), then ``labels``, ``source_index`` (int64, -1 = none) and ``paths``."""
+    fields: list[Column | Ragged] = [
+        Column(p.name, spec.dtype, (p.channels, *p.grid), rows=1, shard=SHARD_SAMPLES,
+               dims=("sample", *spec.axes))
+        if p.grid is not None
+        else Ragged(p.name, spec.dtype, 3, RAGGED_CHUNK)
+        for p in spec.parts
+    ]
+    return [
+        *fields,
+        Column("labels", np.int64, fill=-1),
+        Column("source_index", np.int64, fill=-1),
+        Column("paths", str, fill=None),
+    ]
 
 
 def commit_record(
@@ -253,43 +225,8 @@ class StoreWriter:
 
     @staticmethod
     def _create_arrays(g: zarr.Group, spec: StoreSpec) -> None:
-        for p in spec.parts:
-            if p.grid is not None:
-                hb, wb = p.grid
-                g.create_array(
-                    p.name,
-                    shape=(0, p.channels, hb, wb),
-                    dtype=spec.dtype,
-                    chunks=(1, p.channels, hb, wb),
-                    shards=(SHARD_SAMPLES, p.channels, hb, wb),
-                    **array_options(np.dtype(spec.dtype).itemsize),
-                    fill_value=0,
-                    dimension_names=("sample", *spec.axes),
-                )
-            else:
-                pg = g.create_group(p.name)
-                pg.create_array(
-                    "data",
-                    shape=(0,),
-                    dtype=spec.dtype,
-                    chunks=(RAGGED_CHUNK,),
-                    **array_options(np.dtype(spec.dtype).itemsize),
-                    fill_value=0,
-                )
-                pg.create_array(
-                    "shape", shape=(0, 3), dtype=np.int32, chunks=(INDEX_CHUNK, 3), fill_value=0,
-                    **array_options(4),
-                )
-                pg.create_array(
-                    "offset", shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=0,
-                    **array_options(8),
-                )
-        for name in ("labels", "source_index"):
-            g.create_array(
-                name, shape=(0,), dtype=np.int64, chunks=(INDEX_CHUNK,), fill_value=-1,
-                **array_options(8),
-            )
-        g.create_array("paths", shape=(0,), dtype=str, chunks=(INDEX_CHUNK,), **array_options(1))
+        for f in sample_fields(spec):
+            f.create(g)
         sg = g.create_group("stats")
         for name in STATS:
             sg.create_array(
@@ -338,22 +275,15 @@ class StoreWriter:
     @staticmethod
     def _has_arrays(g: zarr.Group, spec: StoreSpec) -> bool:
         """Whether every array of ``spec``'s layout exists in ``g``."""
-        names = ["labels", "source_index", "paths"] + [f"stats/{k}" for k in STATS]
-        for p in spec.parts:
-            names += [p.name] if p.grid else [f"{p.name}/{k}" for k in ("data", "shape", "offset")]
+        names = [f"stats/{k}" for k in STATS]
+        for f in sample_fields(spec):
+            names += [f.name] if isinstance(f, Column) else [
+                f"{f.name}/{k}" for k in ("data", "shape", "offset")]
         return all(name in g for name in names)
 
     def _truncate_to(self, n: int) -> None:
-        for p in self.spec.parts:
-            if p.grid is not None:
-                truncate_rows(self.group[p.name], n)
-            else:
-                pg = self.group[p.name]
-                truncate_rows(pg["data"], self.ragged_end(p.name, n))
-                truncate_rows(pg["shape"], n)
-                truncate_rows(pg["offset"], n)
-        for name in ("labels", "source_index", "paths"):
-            truncate_rows(self.group[name], n)
+        for f in sample_fields(self.spec):
+            f.truncate(self.group, n)
 
     # -- the lock --------------------------------------------------------------------------
     def close(self) -> None:
@@ -376,10 +306,7 @@ class StoreWriter:
 
     def ragged_end(self, part: str, rows: int) -> int:
         """Elements of ragged ``part``'s flat data used by its first ``rows`` samples."""
-        if rows == 0:
-            return 0
-        pg = self.group[part]
-        return int(pg["offset"][rows - 1] + np.prod(pg["shape"][rows - 1]))
+        return Ragged(part, self.spec.dtype, 3, RAGGED_CHUNK).end(self.group, rows)
 
     def add_stats(self, stats: ChannelStats) -> None:
         """Merge the statistics of new samples (in sample order) into the next commit."""
@@ -403,25 +330,15 @@ class StoreWriter:
         """
         ok = [(i, p, lab, r) for i, p, lab, r in items if not isinstance(r, str)]
         n = self.progress.samples
-        for k, part in enumerate(self.spec.parts):
-            arrays = [r[k] for *_, r in ok]
-            if not arrays:
-                continue
-            if part.grid is not None:
-                append_rows(self.group[part.name], np.stack(arrays))
-            else:
-                pg = self.group[part.name]
-                start = self.ragged_end(part.name, n)
-                sizes = np.array([a.size for a in arrays], dtype=np.int64)
-                offsets = start + np.concatenate([[0], np.cumsum(sizes)[:-1]])
-                append_rows(pg["data"], np.concatenate([a.ravel() for a in arrays]))
-                append_rows(pg["shape"], np.array([a.shape for a in arrays], dtype=np.int32))
-                append_rows(pg["offset"], offsets)
+        fields = sample_fields(self.spec)
         if ok:
-            labels = np.array([lab for _, _, lab, _ in ok], dtype=np.int64)
-            append_rows(self.group["labels"], labels)
-            append_rows(self.group["source_index"], np.array([i for i, *_ in ok], dtype=np.int64))
-            append_rows(self.group["paths"], np.array([p for _, p, _, _ in ok], dtype=str))
+            for k, f in enumerate(fields[: len(self.spec.parts)]):
+                arrays = [r[k] for *_, r in ok]
+                f.append(self.group, np.stack(arrays) if isinstance(f, Column) else arrays)
+            labels, index, paths = fields[len(self.spec.parts) :]
+            labels.append(self.group, np.array([lab for _, _, lab, _ in ok], dtype=np.int64))
+            index.append(self.group, np.array([i for i, *_ in ok], dtype=np.int64))
+            paths.append(self.group, np.array([p for _, p, _, _ in ok], dtype=str))
         for _, _, _, r in ok:
             self.add_stats(ChannelStats.join([ChannelStats.of(a) for a in r]))
         self.add_errors(
