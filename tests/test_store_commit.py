@@ -102,9 +102,10 @@ def _resume_and_compare(images: Path, out: Path, reference: dict[str, bytes]) ->
 
 
 # kills placed exactly (FREQDATA_TEST_KILL_AT): `data` = rows written, record not;
-# `record` = record written, derived statistics not. Commit 1 is the creation, 11 the finish.
-@pytest.mark.parametrize("point", ["data:1", "record:1", "data:4", "record:4", "data:11",
-                                   "record:11"])
+# `record` = record written, derived statistics not; `arrays` = a new store's first record
+# written, its arrays not. Commit 1 is the creation, 11 the finish.
+@pytest.mark.parametrize("point", ["arrays:1", "data:1", "record:1", "data:4", "record:4",
+                                   "data:11", "record:11"])
 def test_sigkill_at_a_commit_stage_then_resume_is_identical(images, reference, tmp_path, point):
     out = tmp_path / "k.zarr"
     rc, _ = _run(images, out, env={KILL_ENV: point})

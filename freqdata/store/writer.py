@@ -113,7 +113,8 @@ _reached: Counter[str] = Counter()
 def fault_point(stage: str) -> None:
     """Test hook: with ``FREQDATA_TEST_KILL_AT=<stage>:<n>`` this process SIGKILLs itself the
     ``n``-th time it reaches ``stage`` (``data``: rows written, record not;
-    ``record``: record written, derived statistics not)."""
+    ``record``: record written, derived statistics not; ``arrays``: a new store's first
+    record written, its arrays not)."""
     want = os.environ.get(KILL_ENV)
     if not want:
         return
@@ -218,6 +219,7 @@ class StoreWriter:
         then the record again (a kill in between is resumed as a new store)."""
         stats = ChannelStats.empty(spec.channels)
         g = prepare_new(path, overwrite, commit_record(spec, Progress(), stats, []))
+        fault_point("arrays")
         cls._create_arrays(g, spec)
         w = cls(g, spec, Progress(), stats, [], lock)
         w.commit(0, 0)
