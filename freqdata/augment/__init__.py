@@ -10,6 +10,8 @@ One idea per module (docs/loader.md, "Augmentation", states every exactness cont
 * :mod:`~freqdata.augment.colour` — brightness, contrast, saturation, hue, sharpness;
 * :mod:`~freqdata.augment.mix` — mixup, block-aligned cutmix, random erasing;
 * :mod:`~freqdata.augment.policy` — RandAugment / TrivialAugmentWide over the exact ops;
+* :mod:`~freqdata.augment.pipeline` — :class:`TrainAugment`, the recipes (standard,
+  randaugment, evaluation, mixup / cutmix) as one device step on a loader's batches;
 * :mod:`~freqdata.augment.layout` — the coefficient planes the separable maps act on.
 
 Every function takes raw coefficients ``(B, C, Hb, Wb)`` (a store's values, before
@@ -19,6 +21,7 @@ Every function takes raw coefficients ``(B, C, Hb, Wb)`` (a store's values, befo
 from freqdata.augment.colour import adjust_colour, sharpen
 from freqdata.augment.geometric import flip, rot90, translate_blocks, transpose
 from freqdata.augment.mix import RandomErasing, cutmix, erase, mixup
+from freqdata.augment.pipeline import TrainAugment
 from freqdata.augment.policy import RandAugment, TrivialAugmentWide
 from freqdata.augment.resample import RandomResizedCrop, resized_crop
 from freqdata.augment.sampling import erasing_params, resized_crop_params
@@ -27,6 +30,7 @@ __all__ = [
     "RandAugment",
     "RandomErasing",
     "RandomResizedCrop",
+    "TrainAugment",
     "TrivialAugmentWide",
     "adjust_colour",
     "cutmix",
