@@ -50,13 +50,26 @@ def _send(f: BinaryIO, obj: Any) -> None:
     f.flush()
 
 
+def _read(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, fewer only at end-of-file; reads no byte past them (so a pipe
+    polled with ``select`` never hides a frame in a read-ahead buffer)."""
+    chunks = []
+    while n > 0:
+        chunk = os.read(f.fileno(), min(n, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
 def _recv(f: BinaryIO) -> tuple[bool, Any]:
     """``(True, object)``, or ``(False, None)`` at end-of-file (the other side is gone)."""
-    head = f.read(_HEADER.size)
+    head = _read(f, _HEADER.size)
     if len(head) < _HEADER.size:
         return False, None
     (n,) = _HEADER.unpack(head)
-    data = f.read(n)
+    data = _read(f, n)
     if len(data) < n:
         return False, None
     return True, pickle.loads(data)
@@ -93,7 +106,8 @@ def serve(rfd: int, wfd: int, parent: int) -> None:
 
 
 class _Worker:
-    """One worker process, its two pipes, and the input it holds (``job``, an index)."""
+    """One worker process, its two pipes, and the inputs sent to it (``jobs``, indices, in
+    the order it runs them: ``jobs[0]`` is the one it is on)."""
 
     def __init__(self) -> None:
         to_r, to_w = os.pipe()  # non-inheritable: no other worker gets these ends
@@ -107,25 +121,23 @@ class _Worker:
         os.close(from_w)
         self.tx = os.fdopen(to_w, "wb")
         self.rx = os.fdopen(from_r, "rb")
-        self.job: int | None = None
-        self.fresh = True  # has run nothing yet
-        self.alive = self.give_path()
+        self.jobs: deque[int] = deque()
+        self.fresh = True  # has been sent nothing yet
+        self.solo = False  # runs a retry: gets nothing else until it is done
+        self.alive = self._send(sys.path)
 
-    def give_path(self) -> bool:
+    def _send(self, obj: Any) -> bool:
         try:
-            _send(self.tx, sys.path)
+            _send(self.tx, obj)
         except BrokenPipeError:
             return False
         return True
 
-    def give(self, job: int, fn: Callable, item: Any, arg: Any) -> bool:
-        """Send one input; false if the worker is gone (the input stays its job)."""
-        self.job, self.fresh = job, False
-        try:
-            _send(self.tx, (fn, item, arg))
-        except BrokenPipeError:
-            self.alive = False
-        return self.alive
+    def give(self, job: int, fn: Callable, item: Any, arg: Any) -> None:
+        """Send one input (if the worker is gone, that shows when its results are read)."""
+        self.jobs.append(job)
+        self.fresh = False
+        self.alive = self.alive and self._send((fn, item, arg))
 
     def fileno(self) -> int:
         return self.rx.fileno()
@@ -146,6 +158,11 @@ class _Worker:
             self.proc.wait()
 
 
+PIPELINE = 2
+"""Inputs sent to a worker ahead of its results, so it never waits while this process
+commits; only the first of them is being run when a worker dies."""
+
+
 def ordered_map(
     fn: Callable[[Any, Any], Any],
     items: Sequence[Any],
@@ -163,52 +180,53 @@ def ordered_map(
     window = 4 * max(1, workers)
     pool = [_Worker() for _ in range(min(max(1, workers), n))]
     todo = deque(range(n))  # not started yet
-    retry: deque[int] = deque()  # their worker died: run once more, alone, in a fresh worker
+    retry: deque[int] = deque()  # their worker died on them: run once more, alone
     retried: set[int] = set()
     results: dict[int, Any] = {}
     nxt = 0
     clean = False
     try:
         while nxt < n:
-            for k, w in enumerate(pool):
-                if w.job is not None:
-                    continue
-                if not w.alive:  # gone before it got an input
-                    w.stop(kill=True)
-                    w = pool[k] = _Worker()
-                if w.fresh and retry:
-                    j = retry.popleft()
-                elif todo and todo[0] < nxt + window:
-                    j = todo.popleft()
-                else:
-                    continue
-                w.give(j, fn, items[j], arg)
+            for w in pool:
+                while w.alive and len(w.jobs) < (1 if w.solo else PIPELINE):
+                    if w.fresh and retry:
+                        j, w.solo = retry.popleft(), True
+                    elif not w.solo and todo and todo[0] < nxt + window:
+                        j = todo.popleft()
+                    else:
+                        break
+                    w.give(j, fn, items[j], arg)
             if nxt in results:
                 yield results.pop(nxt)
                 nxt += 1
                 continue
-            busy = [w for w in pool if w.job is not None]
-            ready = select.select(busy, [], [])[0] if all(w.alive for w in busy) else []
+            busy = [w for w in pool if w.jobs or not w.alive]
+            if not busy:  # cannot happen: input nxt is always sent, running or done
+                raise RuntimeError(f"worker pool stalled at input {nxt}")
+            ready = select.select(busy, [], [])[0]  # a dead worker's pipe reads end-of-file
             for k, w in enumerate(pool):
-                if w.job is None or (w.alive and w not in ready):
+                if w not in ready:
                     continue
-                ok, reply = _recv(w.rx) if w.alive else (False, None)
+                ok, reply = _recv(w.rx)
                 if ok:
                     done, value = reply
                     if not done:
                         raise WorkerError(f"{fn.__name__} raised in a worker:\n{value}")
-                    results[w.job] = value
-                    w.job = None
+                    results[w.jobs.popleft()] = value
+                    w.solo = w.solo and bool(w.jobs)
                     continue
-                job = w.job
-                w.stop(kill=True)
+                w.stop(kill=True)  # it died on jobs[0]; the others were never started
                 pool[k] = _Worker()
-                if job in retried:
-                    results[job] = died
-                else:
-                    retried.add(job)
-                    retry.append(job)
+                if w.jobs:
+                    culprit = w.jobs.popleft()
+                    todo = deque(sorted([*w.jobs, *todo]))  # in order: the window needs it
+                    if culprit in retried:
+                        results[culprit] = died
+                    else:
+                        retried.add(culprit)
+                        retry.append(culprit)
         clean = True
     finally:
         for w in pool:
             w.stop(kill=not clean)
+
