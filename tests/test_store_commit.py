@@ -244,10 +244,11 @@ encode_masks(sys.argv[1], sys.argv[2], image_ids=ids, weak=(8,), batch_images=2,
 """
 
 
-def _masks(out: Path, mode: str, wait: bool = True):
+def _masks(out: Path, mode: str, wait: bool = True, point: str = ""):
     proc = subprocess.Popen(
         [sys.executable, "-c", MASK_SCRIPT, str(MASKS_VAL), str(out), mode],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, KILL_ENV: point} if point else None,
     )
     if not wait:
         return proc
@@ -255,7 +256,7 @@ def _masks(out: Path, mode: str, wait: bool = True):
         text, _ = proc.communicate(timeout=120)
     finally:
         _reap(proc)
-    assert proc.returncode == 0, text.decode()
+    assert proc.returncode == (-signal.SIGKILL if point else 0), text.decode()
 
 
 def test_mask_encoder_sigkill_then_resume_is_identical(tmp_path, data_dir):
@@ -274,6 +275,11 @@ def test_mask_encoder_sigkill_then_resume_is_identical(tmp_path, data_dir):
         finally:
             _reap(proc)
         assert not _record(out)["progress"]["complete"]
+        _masks(out, "resume")
+        assert _tree(out) == _tree(ref)
+    for point in ("data:3", "record:8"):  # 8 commits: start, 6 batches of 2 images, finish
+        out = tmp_path / f"{point.replace(':', '-')}.zarr"
+        _masks(out, "new", point=point)
         _masks(out, "resume")
         assert _tree(out) == _tree(ref)
 

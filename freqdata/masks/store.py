@@ -65,7 +65,7 @@ from freqdata.store import Progress, store_bytes
 from freqdata.store.fields import Column, Ragged, append_rows
 from freqdata.store.lock import held
 from freqdata.store.reader import read_checked, require_rows
-from freqdata.store.writer import prepare_new, remove_temporaries
+from freqdata.store.writer import fault_point, prepare_new, remove_temporaries
 
 __all__ = [
     "FORMAT",
@@ -721,8 +721,10 @@ def encode_masks(
             }
 
         def commit(complete: bool = False) -> None:
+            fault_point("data")
             progress.complete = complete
             g.attrs["freqdata"] = record()
+            fault_point("record")
 
         remove_temporaries(path)
         if resume and (path / "zarr.json").exists():
