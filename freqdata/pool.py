@@ -2,13 +2,15 @@
 
 Each worker is a fresh Python interpreter (``python -c``, no fork of this process, no
 forkserver, no resource tracker) talking to this process over two pipes of its own: it
-receives ``(fn, item, arg)`` and sends back ``fn(item, arg)``, pickled. Each worker holds one
-input at a time, so this process always knows which input a worker held:
+receives ``(fn, item, arg)`` and sends back ``fn(item, arg)``, pickled. A worker runs its
+inputs one at a time, in the order sent (at most :data:`PIPELINE` ahead of its results), so
+this process always knows which input a worker was on:
 
 * a worker that dies (a segfault in a decoder, SIGKILL by the out-of-memory killer) costs
-  only the input it held: a new worker replaces it, the input is retried once alone in a
+  only the input it was on: a new worker replaces it, that input is retried once alone in a
   fresh worker (one that ran nothing before), and if that worker dies too the input's result
-  is the ``died`` value; every other input goes on;
+  is the ``died`` value; inputs sent to it but not started go back in line, and every other
+  input goes on;
 * workers die with this process: on Linux each worker asks the kernel for SIGKILL when its
   parent dies (``PR_SET_PDEATHSIG``); everywhere, a worker exits at end-of-file of its command
   pipe, whose write end only this process holds. Nothing is left running when the run ends,
