@@ -250,3 +250,14 @@ def test_preset_error_within_the_documented_bounds(data_dir):
     for row in rows:  # the table's worst: luma 0.147, chroma 0.168 (per image: more spread)
         assert 0.02 < row["luma_rel"] < 0.2 and 0.02 < row["chroma_rel"] < 0.2
         assert row["channel_rel"]["Y0"] < 0.1
+
+
+def test_agrees_with_the_pixel_paths_random_resized_crop(data_dir):
+    """Same boxes and flips as ``encode_image(..., path="pixels", rng=...)``: only JPEG decoding
+    (8-bit rounding, libjpeg's chroma upsampling) and int16 rounding separate the two."""
+    from freqdata.bench.augment import measure_pixel_agreement
+
+    files = sorted(IMAGENET.glob("*.JPEG"))[::16][:2]
+    for row in measure_pixel_agreement(files, seeds=(0,), crop=224)["rows"]:
+        assert row["luma_mad"] < 1.0 and row["luma_rel"] < 0.05
+        assert row["chroma_mad"] < 1.0 and row["chroma_rel"] < 0.15

@@ -41,7 +41,13 @@ from freqdata.augment import (
 from freqdata.presets import resolve_preset
 from freqdata.transforms import channel_info, random_hflip
 
-__all__ = ["main", "measure_preset_error", "preset_channels", "time_augment"]
+__all__ = [
+    "main",
+    "measure_pixel_agreement",
+    "measure_preset_error",
+    "preset_channels",
+    "time_augment",
+]
 
 ALL_NAMES = [f"{c}{k}" for c in ("Y", "Cb", "Cr") for k in range(64)]
 
@@ -98,6 +104,44 @@ def measure_preset_error(
         row["channel_rel"] = {n: float(v) for n, v in zip(names, rel_c, strict=True)}
         rows.append(row)
     return {"files": [str(f) for f in files], "size": list(size), "kernel": kernel, "rows": rows}
+
+
+def measure_pixel_agreement(
+    files: Sequence[str | Path], seeds: Sequence[int] = (0, 1), crop: int = 448
+) -> dict[str, Any]:
+    """The DCT-domain random-resized crop + flip of whole-image, all-coefficient cubes
+    (coefficient path) against the pixel path's own (``encode_image(..., path="pixels",
+    geometry=f"{crop}:{crop}", rng=default_rng(seed))``: decode, RRC + flip on pixels, DCT),
+    with the same boxes and flips (drawn by :func:`freqdata.pixels.random_resized_crop_params`
+    from the same numpy generator). Per ``(file, seed)``: mean absolute difference and RMS
+    difference / RMS of the pixel path, for luma and chroma, coefficient units.
+    """
+    from PIL import Image
+
+    from freqdata.augment import flip
+    from freqdata.encode import encode_image
+    from freqdata.pixels import random_resized_crop_params
+
+    rows = []
+    for f in files:
+        cube = torch.from_numpy(encode_image(f, "all", path="coeff").astype(np.float64))[None]
+        with Image.open(f) as im:
+            width, height = im.size  # upright JPEGs only (no EXIF rotation)
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            box = torch.tensor([random_resized_crop_params(width, height, rng)])
+            flipped = bool(rng.random() < 0.5)
+            ref = encode_image(f, "all", "pixels", geometry=f"{crop}:{crop}",
+                               rng=np.random.default_rng(seed)).astype(np.float64)  # fmt: skip
+            got = resized_crop(cube, ALL_NAMES, box, (crop // 8, crop // 8))
+            got = (flip(got, ALL_NAMES, "h") if flipped else got)[0].numpy()
+            row: dict[str, Any] = {"file": str(f), "seed": seed, "box": box[0].tolist()}
+            for comp, sl in (("luma", slice(0, 64)), ("chroma", slice(64, 192))):
+                e, r = got[sl] - ref[sl], ref[sl]
+                row[f"{comp}_mad"] = float(np.abs(e).mean())
+                row[f"{comp}_rel"] = float(np.sqrt((e**2).sum() / (r**2).sum()))
+            rows.append(row)
+    return {"crop": crop, "rows": rows}
 
 
 def _median_s(fn: Callable[[], Any], repeats: int) -> float:
@@ -217,9 +261,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--error", nargs="*", default=None, metavar="JPEG",
                     help="measure the partial-channel error on these JPEGs instead of timing")
     ap.add_argument("--error-presets", default="dctnet-24")
+    ap.add_argument("--agreement", nargs="*", default=None, metavar="JPEG",
+                    help="compare with the pixel path's own random-resized crop on these JPEGs")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
-    if a.error is not None:
+    if a.agreement is not None:
+        rep = measure_pixel_agreement(a.agreement, crop=8 * a.size[0])
+        print(f"{'file':<40}{'seed':>5}{'luma mad':>10}{'rel':>7}{'chroma mad':>12}{'rel':>7}")
+        for r in rep["rows"]:
+            print(f"{Path(r['file']).name[:39]:<40}{r['seed']:>5}{r['luma_mad']:>10.3f}"
+                  f"{r['luma_rel']:>7.3f}{r['chroma_mad']:>12.3f}{r['chroma_rel']:>7.3f}")
+    elif a.error is not None:
         rep = measure_preset_error(a.error, a.error_presets.split(","), size=a.size)
         print(f"{len(rep['files'])} images, output {a.size[0]}x{a.size[1]} blocks, {rep['kernel']}")
         print(f"{'preset':<12}{'scale':>7}{'luma rel':>10}{'chroma rel':>12}"
