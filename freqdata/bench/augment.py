@@ -1,6 +1,6 @@
 """``python -m freqdata.bench.augment``: cost and partial-channel error of DCT-domain augmentation.
 
-Two measurements (docs/loader.md, "Augmentation"):
+Three measurements (docs/loader.md, "Augmentation"):
 
 * **time** (:func:`time_augment`): device-side augmentation of one batch (default 256
   ``dctnet-24`` cubes on a ``64 x 85``-block grid, e.g. a store with shorter side 512 and
@@ -15,6 +15,8 @@ Two measurements (docs/loader.md, "Augmentation"):
   crop of the stored channels (unstored ones 0) against the same channels of the resized
   crop of all 192 coefficients, on real JPEGs (coefficient path, whole images), per preset
   and box scale (centred boxes covering ``scale`` of the image area, image aspect kept).
+* **agreement** (:func:`measure_pixel_agreement`, ``--agreement``): the DCT-domain crop of
+  all-coefficient cubes against the pixel path's own random-resized crop, same boxes.
 """
 
 from __future__ import annotations
