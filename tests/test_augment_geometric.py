@@ -55,6 +55,8 @@ def test_transpose_on_a_rectangle_and_per_sample_turns(data_dir):
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-9)
     with pytest.raises(UsageError):
         transpose(torch.as_tensor(rect), ALL_NAMES, torch.tensor([True, False]))
+    with pytest.raises(UsageError):
+        rot90(torch.as_tensor(rect), ALL_NAMES, torch.tensor([1, 0]))
     sq = torch.as_tensor(rect[:, :, :20, :20])
     turns = torch.tensor([3, 1])
     got = rot90(sq, ALL_NAMES, turns)

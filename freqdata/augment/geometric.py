@@ -100,6 +100,8 @@ def rot90(
     info = as_channel_info(channels)
     if isinstance(k, torch.Tensor):
         k = k.to(x.device) % 4
+        if x.shape[-1] != x.shape[-2] and bool((k % 2 == 1).any()):
+            raise UsageError("per-sample quarter turns need a square block grid")
         out = x
         for turn in (1, 2, 3):
             out = _where(k == turn, rot90(x, info, turn), out)
