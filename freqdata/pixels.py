@@ -113,6 +113,7 @@ __all__ = [
     "random_resized_crop_params",
     "resized_size",
     "rgb_to_ycbcr",
+    "rrc_fallback_box",
 ]
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
@@ -351,11 +352,20 @@ def random_resized_crop_params(
             top = int(rng.integers(0, height - h + 1))
             left = int(rng.integers(0, width - w + 1))
             return top, left, h, w
+    return rrc_fallback_box(width, height)
+
+
+def rrc_fallback_box(
+    width: int, height: int, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+) -> tuple[int, int, int, int]:
+    """torchvision ``RandomResizedCrop``'s box when no try fits: ``(top, left, h, w)``, the
+    centred whole image clamped to the aspect-ratio range ``ratio`` (shared by
+    :func:`random_resized_crop_params` and :func:`freqdata.augment.resized_crop_params`)."""
     in_ratio = width / height
-    if in_ratio < 3 / 4:
-        w, h = width, round(width / (3 / 4))
-    elif in_ratio > 4 / 3:
-        h, w = height, round(height * (4 / 3))
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        h, w = height, round(height * max(ratio))
     else:
         w, h = width, height
     return (height - h) // 2, (width - w) // 2, h, w

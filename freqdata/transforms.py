@@ -358,7 +358,11 @@ class DeviceAugment:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
-    def _raw(self, batch: dict[str, Any]) -> torch.Tensor:
+    def raw(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's coefficients on the device before any augmentation: ``(B, C, Hb, Wb)``
+        float32, the store's raw values (not normalized) in the store's channel order
+        (transport decoded, native chroma upsampled to the luma grid). The first step of
+        :meth:`__call__`; subclasses (:class:`freqdata.augment.TrainAugment`) build on it."""
         if "cubes" in batch:
             x = batch["cubes"].to(self.device, non_blocking=True)
             return self.transport.decode(x) if self.transport is not None else _float(x)
@@ -370,7 +374,7 @@ class DeviceAugment:
         return torch.cat([luma, up.to(luma.dtype)], 1)
 
     def __call__(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._raw(batch)
+        x = self.raw(batch)
         if self.crop is not None:
             if self.train:
                 x = random_crop(x, self.crop, self.generator)

@@ -114,7 +114,7 @@ class TrainAugment(DeviceAugment):
         self.mix_generator = torch.Generator().manual_seed(seed + 2)
 
     def __call__(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._raw(batch)
+        x = self.raw(batch)
         sizes = image_sizes(batch, tuple(x.shape[-2:]))
         if self.train:
             x, _ = self.rrc(x, sizes)

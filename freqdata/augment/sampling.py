@@ -21,6 +21,7 @@ import math
 import torch
 
 from freqdata.errors import UsageError
+from freqdata.pixels import rrc_fallback_box
 
 __all__ = ["erasing_params", "resized_crop_params"]
 
@@ -89,14 +90,7 @@ def _one_box(
             top = int(torch.randint(0, height - h + 1, (1,), generator=g).item())
             left = int(torch.randint(0, width - w + 1, (1,), generator=g).item())
             return top, left, h, w
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w, h = width, round(width / min(ratio))
-    elif in_ratio > max(ratio):
-        h, w = height, round(height * max(ratio))
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
+    return rrc_fallback_box(width, height, ratio)
 
 
 def erasing_params(
