@@ -497,6 +497,8 @@ def run_decode_bench(
     Files are grouped by :func:`chroma_sampling`; each row is timed group by group (the
     row's total is their sum) and ``by_sampling`` reports every group on its own, since the
     coefficient path's cost depends on the sampling (4:2:0 chroma needs upsampling).
+    Ratios are of wall-clock medians (the targets); ``cpu_ratio_*`` are the same of this
+    process's CPU time, the steadier figure when other processes share the machine.
 
     Raises :class:`freqdata.errors.UsageError` for bad options (``limit``/``repeats`` < 1,
     unknown preset), :class:`NoImagesError` (a ``UsageError``) when no usable JPEG is found.
@@ -551,6 +553,7 @@ def run_decode_bench(
     totals: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
     group_totals = {g: {name: [] for name in rows} for g in groups}
+    group_cpu = {g: {name: [] for name in rows} for g in groups}
     started = _dt.datetime.now(_dt.UTC)
     meter = OtherLoad()
     with single_threaded_blas() as blas:
@@ -560,6 +563,7 @@ def run_decode_bench(
                 for g, files in groups.items():
                     w, c = _time_pass(fn, files)
                     group_totals[g][name].append(w)
+                    group_cpu[g][name].append(c)
                     wall, proc = wall + w, proc + c
                 totals[name].append(wall)
                 cpu[name].append(proc)
@@ -581,10 +585,14 @@ def run_decode_bench(
             "cpu_over_wall": _ratio(sum(cpu[name]), sum(totals[name])),
             "ratio_to_simplejpeg_rgb": _ratio(med[name], med[BASELINE]),
             "ratio_to_dctnet_style": _ratio(med[name], med[ANCHOR]),
+            "cpu_ratio_to_simplejpeg_rgb": _ratio(
+                statistics.median(cpu[name]), statistics.median(cpu[BASELINE])
+            ),
         }
     by_sampling: dict[str, Any] = {}
     for g, files in groups.items():
         gmed = {name: statistics.median(t) for name, t in group_totals[g].items()}
+        gcpu = {name: statistics.median(t) for name, t in group_cpu[g].items()}
         by_sampling[g] = {
             "n": len(files),
             "rows": {
@@ -592,6 +600,8 @@ def run_decode_bench(
                     "ms_per_image": round(1000.0 * gmed[name] / len(files), 4),
                     "repeat_totals_s": [round(t, 6) for t in group_totals[g][name]],
                     "ratio_to_simplejpeg_rgb": _ratio(gmed[name], gmed[BASELINE]),
+                    "cpu_ms_per_image": round(1000.0 * gcpu[name] / len(files), 4),
+                    "cpu_ratio_to_simplejpeg_rgb": _ratio(gcpu[name], gcpu[BASELINE]),
                 }
                 for name in rows
             },
