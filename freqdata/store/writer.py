@@ -16,9 +16,8 @@ Protocol (docs/store.md, "Commit protocol"):
 
 :meth:`StoreWriter.resume` reads the record, removes zarr's leftover temporary files and
 every row past the committed count (:mod:`freqdata.store.fields`, safe to interrupt and
-repeat),
-and rewrites the derived statistics: after a kill at any point, resume and finish give the
-same bytes as an uninterrupted run. A writer holds the store's lock
+repeat), and rewrites the derived statistics: after a kill at any point, resume and finish
+give the same bytes as an uninterrupted run. A writer holds the store's lock
 (:mod:`freqdata.store.lock`) from before it touches anything until :meth:`StoreWriter.finish`
 or :meth:`StoreWriter.close` (a ``with`` block closes it).
 """
