@@ -97,6 +97,22 @@ def classify_cmd(
         ),
     ] = None,
     transport: Annotated[str, typer.Option(help="DCT to the device as int16 | int8.")] = "int16",
+    augment: Annotated[
+        str,
+        typer.Option(
+            help="none (host crops of --crop + flip) | standard (RandomResizedCrop to --crop + "
+            "flip on the device; DCT: in the DCT domain, RGB: on the pixels, same boxes and "
+            "kernel) | randaugment (standard + RandAugment; DCT only). Needs a store with a "
+            "fixed grid, e.g. --geometry 512:512."
+        ),
+    ] = "none",
+    box_step: Annotated[
+        int,
+        typer.Option(
+            help="--augment boxes on a lattice of this many stored pixels: 2 on a DCT arm at "
+            "twice the RGB arm's resolution gives both arms the same boxes."
+        ),
+    ] = 1,
     out: Annotated[Path, typer.Option(help="Run folder (log, checkpoint, heat map).")] = Path(
         "runs/classify"
     ),
@@ -122,6 +138,7 @@ def classify_cmd(
         width=width, conv=conv, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
         weight_decay=weight_decay, label_smoothing=label_smoothing,
         warmup_epochs=warmup_epochs, seed=seed, crop=crop, transport=transport, out=str(out),
+        augment=augment, box_step=box_step,
         resume=resume,
         overwrite=overwrite, device=device, amp=amp, channels_last=channels_last, threads=threads,
         torch_threads=torch_threads, smoke=smoke,
@@ -165,7 +182,9 @@ def rgb_store_cmd(
 
 # Commands with their own modules (one trainer each), registered on the same sub-app.
 from freqdata.cli.train_masks import masks_cmd  # noqa: E402
+from freqdata.cli.train_recipe import recipe_cmd  # noqa: E402
 from freqdata.cli.train_semantic import semantic_cmd  # noqa: E402
 
 train_app.command("masks")(masks_cmd)
 train_app.command("semantic")(semantic_cmd)
+train_app.command("recipe")(recipe_cmd)

@@ -92,6 +92,8 @@ class ClassifyConfig:
     seed: int = 0
     crop: int | None = None
     transport: str = "int16"
+    augment: str = "none"  # none | standard | randaugment (trainers.data.build_pipeline)
+    box_step: int = 1  # the --augment boxes' pixel lattice
     out: str = "runs/classify"
     resume: bool = False
     overwrite: bool = False  # replace a run already in out (else refused unless resume)
@@ -108,7 +110,8 @@ class ClassifyConfig:
 
 # what must match for a checkpoint to be resumed
 _RESUME_KEYS = ("store", "model", "input", "gate", "conv", "width", "batch_size", "optimizer",
-                "seed", "crop", "transport", "epochs", "warmup_epochs", "smoke")  # fmt: skip
+                "seed", "crop", "transport", "epochs", "warmup_epochs", "smoke", "augment",
+                "box_step")  # fmt: skip
 CONVS = ("conv", "fdconv")
 
 
@@ -119,7 +122,16 @@ def _topk(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
 
 
 def _generators(pipe: Pipeline) -> list[torch.Generator]:
-    return [a.generator for a in (pipe.augment_train, pipe.augment_val) if hasattr(a, "generator")]
+    """Every random generator of the device transforms (flips, boxes, policies, mixing), in a
+    fixed order, so a checkpoint restores them all."""
+    names = ("generator", "box_generator", "mix_generator")
+    gens = [getattr(a, n) for a in (pipe.augment_train, pipe.augment_val) for n in names
+            if hasattr(a, n)]  # fmt: skip
+    for a in (pipe.augment_train, pipe.augment_val):
+        for sub in ("rrc", "policy"):
+            if getattr(a, sub, None) is not None:
+                gens.append(getattr(a, sub).generator)
+    return gens
 
 
 def _evaluate(
@@ -193,6 +205,7 @@ def train_classify(
     pipe = build_pipeline(
         cfg.input, cfg.store, cfg.val_store, batch_size=cfg.batch_size, seed=cfg.seed,
         crop=cfg.crop, transport=cfg.transport, device=device, threads=cfg.threads,
+        augment=cfg.augment, box_step=cfg.box_step,
     )  # fmt: skip
     kw: dict[str, Any] = {}
     if cfg.width is not None:

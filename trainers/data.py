@@ -19,6 +19,20 @@ The two arms get the *same* data policy:
 * same flips: p = 0.5 on the device from a ``torch.Generator`` seeded with ``seed`` (the
   DCT flip is :func:`freqdata.transforms.hflip`: mirrored block columns, odd ``u`` negated);
 * normalization with the *training* store's per-channel statistics (also for validation).
+
+With ``augment="standard"`` or ``"randaugment"`` (issue 16) the crop is torchvision's
+``RandomResizedCrop`` + horizontal flip instead, done on the device after the transfer (the
+whole stored image travels): DCT — :class:`freqdata.augment.TrainAugment` (the resized crop
+in the DCT domain); RGB — :class:`RGBTrainAugment` (the same box sampler, the same
+``"triangle"`` kernel on the pixels, :func:`freqdata.augment.pixels.resized_crop_pixels`).
+Boxes come from a CPU generator seeded with ``seed`` and flips from the device generator
+seeded with ``seed``, the same draws on both arms; ``box_step`` puts one arm's boxes on a
+coarser lattice so that a DCT store at ``box_step`` times the RGB store's resolution gets
+*the same boxes* (scaled) as the RGB arm. ``randaugment`` adds RandAugment (2 ops, magnitude
+9) — on DCT inputs only (the RGB arm has no pixel RandAugment here; UsageError). Evaluation
+resizes the centre box of ``eval_crop`` of the shorter side to the output size: 0.875
+(torchvision's ``Resize`` + ``CenterCrop``) for stores of whole squares (``S:S``), 1.0 for
+stores already centre-cropped (``S:C`` with ``C < S``, e.g. ``resnet``).
 """
 
 from __future__ import annotations
@@ -30,15 +44,20 @@ from typing import Any
 
 import torch
 
+from freqdata.augment import TrainAugment
+from freqdata.augment.pipeline import RECIPES, centre_boxes
+from freqdata.augment.pixels import resized_crop_pixels
+from freqdata.augment.sampling import draw_boxes
 from freqdata.errors import UsageError
 from freqdata.loader import make_loader
+from freqdata.pixels import parse_geometry
 from freqdata.store import ImageStore, open_store
 from freqdata.transforms import DeviceAugment
 from freqdata.transport import Int8Transport, transport_bytes
 
 from .rgb import RGBAugment, RGBStore, is_rgb_store, make_rgb_loader
 
-__all__ = ["Pipeline", "build_pipeline"]
+__all__ = ["Pipeline", "RGBTrainAugment", "build_pipeline", "eval_crop_for"]
 
 Batch = dict[str, Any]
 
@@ -86,6 +105,8 @@ def build_pipeline(
     device: torch.device | str = "cpu",
     threads: int = 1,
     crop_step: int | None = None,
+    augment: str = "none",
+    box_step: int = 1,
 ) -> Pipeline:
     """Build the loaders and device transforms for ``input`` ``"dct"`` or ``"rgb"``.
 
@@ -94,7 +115,12 @@ def build_pipeline(
     (DCT only): ``"int16"`` (the stored coefficients) or ``"int8"``
     (:class:`freqdata.transport.Int8Transport` with the training store's statistics).
     ``threads``: loader threads (DCT) / read-ahead thread (RGB; 0 = synchronous).
+    ``augment``: ``"none"`` (host crops + flip, module docstring), ``"standard"`` or
+    ``"randaugment"`` (device RandomResizedCrop + flip to ``crop``, on a store with a fixed
+    grid); ``box_step``: the boxes' pixel lattice (module docstring).
     """
+    if augment not in RECIPES:
+        raise UsageError(f"unknown augment {augment!r}: choose one of {', '.join(RECIPES)}")
     vbs = val_batch_size or batch_size
     rgb = is_rgb_store(train_store)
     if input == "rgb" and not rgb:
@@ -106,10 +132,16 @@ def build_pipeline(
     if val_store is not None and is_rgb_store(val_store) != rgb:
         raise UsageError("the training and validation stores must be of the same kind")
     if input == "rgb":
+        if augment != "none":
+            return _rgb_augmented(train_store, val_store, batch_size, vbs, seed, crop, device,
+                                  threads, transport, augment, box_step)  # fmt: skip
         return _rgb(train_store, val_store, batch_size, vbs, seed, crop, device, threads,
                     crop_step, transport)  # fmt: skip
     if input != "dct":
         raise UsageError(f"input must be 'dct' or 'rgb', got {input!r}")
+    if augment != "none":
+        return _dct_augmented(train_store, val_store, batch_size, vbs, seed, crop, transport,
+                              device, threads, augment, box_step)  # fmt: skip
     return _dct(train_store, val_store, batch_size, vbs, seed, crop, transport, device, threads)
 
 
@@ -124,10 +156,7 @@ def _dct(
     device: torch.device | str,
     threads: int,
 ) -> Pipeline:
-    train = open_store(train_path)
-    if train.parts[0].name != "cubes":
-        raise UsageError("native-chroma stores are not supported by the trainer: encode "
-                         "with --chroma full")  # fmt: skip
+    train = _open_dct(train_path)
     grid = _dct_grid(train)
     if crop is not None:
         if crop % 8:
@@ -175,6 +204,192 @@ def _dct(
             "transport": transport,
             "train_samples": len(train),
             "val_samples": len(val_loader.store_dataset) if val_loader is not None else 0,
+        },
+    )
+
+
+def eval_crop_for(config: dict[str, Any]) -> float:
+    """Evaluation's centre fraction for a store's ``config``: 1.0 when its geometry already
+    centre-cropped (``S:C``, ``C < S``), else 0.875 (module docstring)."""
+    geo = parse_geometry(config.get("geometry") or "none")
+    cropped = geo.crop is not None and geo.resize is not None and geo.crop < geo.resize
+    return 1.0 if cropped else 0.875
+
+
+def _open_dct(path: str | Path) -> ImageStore:
+    store = open_store(path)
+    if store.parts[0].name != "cubes":
+        raise UsageError("native-chroma stores are not supported by the trainer: encode "
+                         "with --chroma full")  # fmt: skip
+    return store
+
+
+def _dct_augmented(
+    train_path: str | Path,
+    val_path: str | Path | None,
+    batch_size: int,
+    val_batch_size: int,
+    seed: int,
+    crop: int | None,
+    transport: str,
+    device: torch.device | str,
+    threads: int,
+    augment: str,
+    box_step: int,
+) -> Pipeline:
+    train = _open_dct(train_path)
+    grid = _dct_grid(train)
+    if grid is None:
+        raise UsageError(f"--augment needs a store with a fixed grid (an S:C geometry, e.g. "
+                         f"512:512); {train_path} holds whole images")  # fmt: skip
+    if crop is not None and crop % 8:
+        raise UsageError(f"DCT outputs are whole 8x8 blocks: --crop {crop} is not a multiple of 8")
+    size = (crop // 8, crop // 8) if crop is not None else grid
+    if transport not in ("int16", "int8"):
+        raise UsageError(f"transport must be int16 or int8, got {transport!r}")
+    tr = Int8Transport.from_store(train) if transport == "int8" else None
+    c = len(train.channel_names)
+    kw = dict(transport=tr, threads=threads, num_workers=0)
+    train_loader = make_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
+                               drop_last=True, **kw)  # fmt: skip
+    val_loader, val_crop = None, 0.875
+    if val_path is not None:
+        val = _open_dct(val_path)
+        if val.channel_names != train.channel_names:
+            raise UsageError("the validation store has other channels than the training store")
+        if _dct_grid(val) is None:
+            raise UsageError(f"--augment needs a validation store with a fixed grid: {val_path}")
+        val_crop = eval_crop_for(val.config)
+        val_loader = make_loader(val, batch_size=val_batch_size, shuffle=False, seed=seed, **kw)
+    common = dict(size=size, recipe=augment, seed=seed, transport=tr)
+    aug_train = TrainAugment(train, device, train=True, box_step=box_step, **common)
+    aug_val = TrainAugment(train, device, train=False, eval_crop=val_crop, **common)
+    return Pipeline(
+        input="dct",
+        train=train_loader,
+        val=val_loader,
+        augment_train=aug_train,
+        augment_val=aug_val,
+        in_channels=c,
+        spatial=size,
+        num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
+        class_names=list(train.class_names),
+        channel_names=list(train.channel_names),
+        bytes_per_sample=transport_bytes(transport, (c, *grid)),
+        info={
+            "store_kind": "dct",
+            "preset": train.config.get("preset"),
+            "geometry": train.config.get("geometry"),
+            "stored_grid": list(grid),
+            "augment": augment,
+            "output_blocks": list(size),
+            "box_step": box_step,
+            "eval_crop": val_crop,
+            "transport": transport,
+            "train_samples": len(train),
+            "val_samples": len(val_loader.store_dataset) if val_loader is not None else 0,
+        },
+    )
+
+
+class RGBTrainAugment(RGBAugment):
+    """RGB batch dict → ``(x (B, 3, *size) float32 normalized, labels)`` on ``device``: the
+    RGB arm of ``augment="standard"`` — torchvision's RandomResizedCrop (boxes by
+    :func:`freqdata.augment.sampling.draw_boxes` from a CPU generator seeded with ``seed``,
+    ``box_step`` lattice) resampled with ``kernel`` by
+    :func:`~freqdata.augment.pixels.resized_crop_pixels`, then the flip of
+    :class:`~freqdata.trainers.rgb.RGBAugment` (same draws as the DCT arm's) and
+    normalization. ``train=False``: the centre box of ``eval_crop`` of the shorter side
+    resized to ``size``, no flip."""
+
+    def __init__(
+        self,
+        store: RGBStore,
+        device: torch.device | str = "cpu",
+        *,
+        size: tuple[int, int],
+        train: bool = True,
+        eval_crop: float = 0.875,
+        seed: int = 0,
+        box_step: int = 1,
+        kernel: str = "triangle",
+    ) -> None:
+        super().__init__(store, device, train=train, seed=seed)
+        self.train = train
+        self.size = (int(size[0]), int(size[1]))
+        self.eval_crop, self.kernel, self.box_step = eval_crop, kernel, int(box_step)
+        self.box_generator = torch.Generator().manual_seed(seed)
+
+    def boxes(self, n: int, height: int, width: int) -> torch.Tensor:
+        """``(n, 4)`` int64 ``(top, left, h, w)`` for a batch of ``height x width`` images."""
+        if not self.train:
+            sizes = torch.tensor([[height, width]], dtype=torch.int64).expand(n, 2)
+            return centre_boxes(sizes, self.eval_crop)
+        return draw_boxes(height, width, n, self.box_generator, step=self.box_step)
+
+    def __call__(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = batch["images"].to(self.device, non_blocking=True)
+        boxes = self.boxes(x.shape[0], x.shape[-2], x.shape[-1])
+        x = resized_crop_pixels(x, boxes, self.size, self.kernel)
+        if self.flip_p > 0:
+            flip = torch.rand((x.shape[0],), generator=self.generator, device=self.device)
+            x = torch.where((flip < self.flip_p)[:, None, None, None], x.flip(-1), x)
+        x = (x - self.mean) * self.inv_std
+        return x, batch["labels"].to(self.device, non_blocking=True)
+
+
+def _rgb_augmented(
+    train_path: str | Path,
+    val_path: str | Path | None,
+    batch_size: int,
+    val_batch_size: int,
+    seed: int,
+    crop: int | None,
+    device: torch.device | str,
+    threads: int,
+    transport: str,
+    augment: str,
+    box_step: int,
+) -> Pipeline:
+    if transport != "int16":
+        raise UsageError("--transport applies to DCT stores (RGB travels as uint8)")
+    if augment != "standard":
+        raise UsageError(f"--augment {augment} is for DCT inputs; RGB supports none, standard")
+    train = RGBStore(train_path)
+    size = (crop, crop) if crop is not None else train.grid
+    kw = dict(prefetch=2 if threads > 0 else 0)
+    train_loader = make_rgb_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
+                                   drop_last=True, **kw)  # fmt: skip
+    val_loader, val_crop = None, 0.875
+    if val_path is not None:
+        val = RGBStore(val_path)
+        val_crop = eval_crop_for(val.config)
+        val_loader = make_rgb_loader(val, batch_size=val_batch_size, shuffle=False, seed=seed,
+                                     **kw)  # fmt: skip
+    aug_val = RGBTrainAugment(train, device, size=size, train=False, eval_crop=val_crop, seed=seed)
+    return Pipeline(
+        input="rgb",
+        train=train_loader,
+        val=val_loader,
+        augment_train=RGBTrainAugment(train, device, size=size, seed=seed, box_step=box_step),
+        augment_val=aug_val,
+        in_channels=3,
+        spatial=size,
+        num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
+        class_names=list(train.class_names),
+        channel_names=list(train.channel_names),
+        bytes_per_sample=3 * train.grid[0] * train.grid[1],
+        info={
+            "store_kind": "rgb",
+            "geometry": train.config.get("geometry"),
+            "stored_grid": list(train.grid),
+            "augment": augment,
+            "output_pixels": list(size),
+            "box_step": box_step,
+            "eval_crop": val_crop,
+            "transport": "uint8",
+            "train_samples": len(train),
+            "val_samples": len(val_loader.store) if val_loader is not None else 0,
         },
     )
 

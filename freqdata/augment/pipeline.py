@@ -67,7 +67,9 @@ class TrainAugment(DeviceAugment):
     ``store``: the :class:`~freqdata.store.ImageStore` the loader reads (its channel names,
     statistics and chroma indices); ``size``: output blocks; ``recipe``, ``mix``,
     ``eval_crop``: module docstring; ``kernel``, ``scale``, ``ratio``: of the resized crop;
-    ``transport``: the loader's, if any. ``targets``: labels ``(B,)`` int64, or soft
+    ``transport``: the loader's, if any; ``box_step``: training boxes on a ``box_step``-pixel
+    lattice (:func:`~freqdata.augment.sampling.draw_boxes`: the same boxes as an RGB arm at
+    ``1 / box_step`` of this resolution). ``targets``: labels ``(B,)`` int64, or soft
     ``(B, num_classes)`` float32 with a ``mix``.
     """
 
@@ -89,6 +91,7 @@ class TrainAugment(DeviceAugment):
         ratio: tuple[float, float] = RRC_RATIO,
         seed: int = 0,
         transport: Any = None,
+        box_step: int = 1,
     ) -> None:
         if recipe not in RECIPES:
             raise UsageError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
@@ -106,8 +109,9 @@ class TrainAugment(DeviceAugment):
         self.names = channel_info(store.channel_names)
         self.kernel, self.eval_crop = kernel, float(eval_crop)
         self.rrc = RandomResizedCrop(
-            self.names, self.size, scale=scale, ratio=ratio, kernel=kernel, seed=seed
-        )
+            self.names, self.size, scale=scale, ratio=ratio, kernel=kernel, seed=seed,
+            step=box_step,
+        )  # fmt: skip
         self.policy = RandAugment(self.names, seed=seed + 1) if recipe == "randaugment" else None
         self.mix = mix if random else None
         self.num_classes, self.mix_alpha = num_classes, mix_alpha

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import torch
 
 from freqdata.augment.layout import as_channel_info, from_planes, plane_groups, to_planes
-from freqdata.augment.sampling import RRC_RATIO, RRC_SCALE, resized_crop_params
+from freqdata.augment.sampling import RRC_RATIO, RRC_SCALE, draw_boxes
 from freqdata.dct import BLOCK, dct_matrix
 from freqdata.errors import UsageError
 from freqdata.transforms import ChannelInfo
@@ -184,6 +184,9 @@ class RandomResizedCrop:
     Call with ``x`` ``(B, C, Hb, Wb)`` and optionally ``image_size`` ``(B, 2)`` (pixel height,
     width of each image inside its grid, e.g. the size before padding to whole blocks;
     default the whole grid); returns ``(y, boxes)`` with ``boxes`` ``(B, 4)`` int64.
+    ``step``: boxes are drawn on the image shrunk ``step`` times (``size // step`` pixels)
+    and scaled back, i.e. on a ``step``-pixel lattice: a DCT arm at ``step`` times an RGB
+    arm's resolution then draws the *same* boxes as that arm (same seed, ``step=1`` there).
     """
 
     def __init__(
@@ -195,9 +198,13 @@ class RandomResizedCrop:
         ratio: tuple[float, float] = RRC_RATIO,
         kernel: str = "triangle",
         seed: int = 0,
+        step: int = 1,
     ) -> None:
         if kernel not in KERNELS:
             raise UsageError(f"unknown kernel {kernel!r}: choose one of {', '.join(KERNELS)}")
+        if int(step) < 1:
+            raise UsageError(f"box step must be a positive int, got {step!r}")
+        self.step = int(step)
         self.channels = as_channel_info(channels)
         self.size = (int(size[0]), int(size[1]))
         self.scale, self.ratio, self.kernel = scale, ratio, kernel
@@ -211,5 +218,5 @@ class RandomResizedCrop:
             hs, ws = hb * BLOCK, wb * BLOCK
         else:
             hs, ws = torch.as_tensor(image_size).cpu().unbind(1)
-        boxes = resized_crop_params(hs, ws, b, self.generator, self.scale, self.ratio)
+        boxes = draw_boxes(hs, ws, b, self.generator, self.scale, self.ratio, self.step)
         return resized_crop(x, self.channels, boxes, self.size, self.kernel), boxes

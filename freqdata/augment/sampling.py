@@ -23,7 +23,7 @@ import torch
 from freqdata.errors import UsageError
 from freqdata.pixels import rrc_fallback_box
 
-__all__ = ["erasing_params", "resized_crop_params"]
+__all__ = ["draw_boxes", "erasing_params", "resized_crop_params"]
 
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3 / 4, 4 / 3)
@@ -68,6 +68,25 @@ def resized_crop_params(
     for s in range(n):
         out[s] = torch.tensor(_one_box(hs[s], ws[s], scale, ratio, log_ratio, generator))
     return out
+
+
+def draw_boxes(
+    height: int | torch.Tensor,
+    width: int | torch.Tensor,
+    n: int,
+    generator: torch.Generator | None = None,
+    scale: tuple[float, float] = RRC_SCALE,
+    ratio: tuple[float, float] = RRC_RATIO,
+    step: int = 1,
+) -> torch.Tensor:
+    """:func:`resized_crop_params` on a ``step``-pixel lattice: ``(n, 4)`` int64 boxes drawn
+    on the image shrunk to ``size // step`` pixels, then multiplied by ``step`` (the box stays
+    inside the image). ``step=1`` is :func:`resized_crop_params` itself. Two images of the
+    same content at resolutions ``r`` and ``r * step`` get the same boxes (scaled by
+    ``step``) from generators seeded alike."""
+    if step == 1:
+        return resized_crop_params(height, width, n, generator, scale, ratio)
+    return resized_crop_params(height // step, width // step, n, generator, scale, ratio) * step
 
 
 def _one_box(
