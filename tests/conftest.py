@@ -92,6 +92,27 @@ def _ours() -> set[int]:
     return found
 
 
+def _leftovers(before: set[int]) -> set[int]:
+    """Processes of this run started since ``before`` that no process alive before the test
+    owns: a process is left over unless one of its ancestors below pytest was already alive
+    (e.g. a module-scoped Dask cluster whose nanny restarts a worker a test killed)."""
+    me = os.getpid()
+    left = set()
+    for pid in _ours() - before:
+        p, owned = pid, False
+        for _ in range(64):  # walk up to pytest, init or a process from before the test
+            st = _stat(p)
+            if st is None or st[1] in (0, 1, me):
+                break
+            p = st[1]
+            if p in before:
+                owned = True
+                break
+        if not owned:
+            left.add(pid)
+    return left
+
+
 def _describe(pid: int) -> str:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
@@ -110,10 +131,10 @@ def no_leftover_processes():
     before = _ours()
     yield
     deadline = time.monotonic() + LEFTOVER_GRACE_S
-    left = _ours() - before
+    left = _leftovers(before)
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = _ours() - before
+        left = _leftovers(before)
     if left:
         described = [_describe(pid) for pid in sorted(left)]
         for pid in left:
