@@ -12,7 +12,11 @@ One idea per module (docs/loader.md, "Augmentation", states every exactness cont
 * :mod:`~freqdata.augment.policy` — RandAugment / TrivialAugmentWide over the exact ops;
 * :mod:`~freqdata.augment.pipeline` — :class:`TrainAugment`, the recipes (standard,
   randaugment, evaluation, mixup / cutmix) as one device step on a loader's batches;
-* :mod:`~freqdata.augment.layout` — the coefficient planes the separable maps act on.
+* :mod:`~freqdata.augment.layout` — the coefficient planes the separable maps act on;
+* :mod:`~freqdata.augment.pixels` — the same resized crop on *pixel* batches (the RGB arm of
+  a comparison: same boxes, same kernel);
+* :mod:`~freqdata.augment.onthefly` — the on-the-fly reference: JPEGs decoded in CPU
+  workers, random-resized crop + flip on the pixels, then the DCT (no store).
 
 Every function takes raw coefficients ``(B, C, Hb, Wb)`` (a store's values, before
 :func:`freqdata.transforms.normalize`) and the store's channel names.
