@@ -57,7 +57,9 @@ _CLASSIFY_HELP = (
 
 @train_app.command("classify", help=_CLASSIFY_HELP)
 def classify_cmd(
-    store: Annotated[Path, typer.Option(help="Training store (DCT or RGB).")],
+    store: Annotated[
+        Path, typer.Option(help="Training store (DCT or RGB), or an image folder (--preset).")
+    ],
     val_store: Annotated[Path | None, typer.Option(help="Validation store (same kind).")] = None,
     model: Annotated[
         str, typer.Option(help="resnet18 (compact, width 32) | resnet50 | mobilenetv2.")
@@ -113,6 +115,17 @@ def classify_cmd(
             "twice the RGB arm's resolution gives both arms the same boxes."
         ),
     ] = 1,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="A --store that is an image folder (class sub-folders) is encoded on the fly "
+            "in --threads worker processes with this preset (--augment standard: "
+            "RandomResizedCrop + flip on the pixels, then the DCT)."
+        ),
+    ] = "dctnet-24",
+    geometry: Annotated[
+        str, typer.Option(help="The on-the-fly encoding's crop geometry (resnet, S:C).")
+    ] = "resnet",
     out: Annotated[Path, typer.Option(help="Run folder (log, checkpoint, heat map).")] = Path(
         "runs/classify"
     ),
@@ -138,7 +151,7 @@ def classify_cmd(
         width=width, conv=conv, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
         weight_decay=weight_decay, label_smoothing=label_smoothing,
         warmup_epochs=warmup_epochs, seed=seed, crop=crop, transport=transport, out=str(out),
-        augment=augment, box_step=box_step,
+        augment=augment, box_step=box_step, preset=preset, geometry=geometry,
         resume=resume,
         overwrite=overwrite, device=device, amp=amp, channels_last=channels_last, threads=threads,
         torch_threads=torch_threads, smoke=smoke,

@@ -167,3 +167,29 @@ def test_resized_crop_pixels_is_torchvision_resized_crop(stores):
         ref = torch.nn.functional.interpolate(x[i : i + 1, :, t : t + h, lf : lf + w], (40, 40),
                                               mode="bilinear", antialias=True)  # fmt: skip
         assert torch.allclose(got[i], ref[0], atol=1e-9)
+
+
+def test_smoke_run_on_the_fly_from_an_image_folder(tmp_path):
+    import shutil
+
+    folder = tmp_path / "images"
+    for cls in ("ants", "bees"):
+        (folder / cls).mkdir(parents=True)
+        for p in sorted((ANTS_BEES / "train" / cls).glob("*.jpg"))[:2]:
+            shutil.copy(p, folder / cls / p.name)
+    out = tmp_path / "fly"
+    r = runner.invoke(app, [
+        "train", "classify", "--store", str(folder), "--val-store", str(folder),
+        "--geometry", "72:64", "--augment", "standard", "--threads", "0", "--epochs", "1",
+        "--batch-size", "2", "--smoke", "--out", str(out), "--json",
+    ])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    start, epoch = _lines((out / "log.jsonl").read_text())[:2]
+    assert start["data"]["store_kind"] == "images on the fly"
+    assert start["in_shape"] == [24, 8, 8] and epoch["bytes_per_sample"] == 24 * 8 * 8 * 2
+    assert np.isfinite(epoch["train_loss"]) and start["data"]["val_samples"] == 4
+    r = runner.invoke(app, [
+        "train", "classify", "--store", str(folder), "--augment", "randaugment", "--smoke",
+        "--out", str(tmp_path / "x"),
+    ])  # fmt: skip
+    assert r.exit_code == 2 and "on the fly" in r.output

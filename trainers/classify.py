@@ -94,6 +94,8 @@ class ClassifyConfig:
     transport: str = "int16"
     augment: str = "none"  # none | standard | randaugment (trainers.data.build_pipeline)
     box_step: int = 1  # the --augment boxes' pixel lattice
+    preset: str = "dctnet-24"  # an image folder --store: encoded on the fly with these
+    geometry: str = "resnet"
     out: str = "runs/classify"
     resume: bool = False
     overwrite: bool = False  # replace a run already in out (else refused unless resume)
@@ -111,7 +113,7 @@ class ClassifyConfig:
 # what must match for a checkpoint to be resumed
 _RESUME_KEYS = ("store", "model", "input", "gate", "conv", "width", "batch_size", "optimizer",
                 "seed", "crop", "transport", "epochs", "warmup_epochs", "smoke", "augment",
-                "box_step")  # fmt: skip
+                "box_step", "preset", "geometry")  # fmt: skip
 CONVS = ("conv", "fdconv")
 
 
@@ -205,7 +207,7 @@ def train_classify(
     pipe = build_pipeline(
         cfg.input, cfg.store, cfg.val_store, batch_size=cfg.batch_size, seed=cfg.seed,
         crop=cfg.crop, transport=cfg.transport, device=device, threads=cfg.threads,
-        augment=cfg.augment, box_step=cfg.box_step,
+        augment=cfg.augment, box_step=cfg.box_step, preset=cfg.preset, geometry=cfg.geometry,
     )  # fmt: skip
     kw: dict[str, Any] = {}
     if cfg.width is not None:

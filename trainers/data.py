@@ -33,6 +33,13 @@ coarser lattice so that a DCT store at ``box_step`` times the RGB store's resolu
 resizes the centre box of ``eval_crop`` of the shorter side to the output size: 0.875
 (torchvision's ``Resize`` + ``CenterCrop``) for stores of whole squares (``S:S``), 1.0 for
 stores already centre-cropped (``S:C`` with ``C < S``, e.g. ``resnet``).
+
+A DCT run may also read *images* instead of a store (``train_store`` a folder of class
+sub-folders or a list file): :mod:`freqdata.augment.onthefly` decodes and encodes them in
+``threads`` worker processes with ``preset`` at ``geometry`` — with ``augment="standard"``
+the pixel path's RandomResizedCrop + flip before the DCT (DCTNet's training transform, the
+reference the store path is compared with), with ``"none"`` the deterministic resize + centre
+crop; no further crop or flip on the device, normalization with DCTNet's statistics table.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from typing import Any
 import torch
 
 from freqdata.augment import TrainAugment
+from freqdata.augment.onthefly import JpegDataset, make_jpeg_loader
 from freqdata.augment.pipeline import RECIPES, centre_boxes
 from freqdata.augment.pixels import resized_crop_pixels
 from freqdata.augment.sampling import draw_boxes
@@ -57,7 +65,7 @@ from freqdata.transport import Int8Transport, transport_bytes
 
 from .rgb import RGBAugment, RGBStore, is_rgb_store, make_rgb_loader
 
-__all__ = ["Pipeline", "RGBTrainAugment", "build_pipeline", "eval_crop_for"]
+__all__ = ["Pipeline", "RGBTrainAugment", "build_pipeline", "eval_crop_for", "is_store"]
 
 Batch = dict[str, Any]
 
@@ -107,6 +115,8 @@ def build_pipeline(
     crop_step: int | None = None,
     augment: str = "none",
     box_step: int = 1,
+    preset: str = "dctnet-24",
+    geometry: str = "resnet",
 ) -> Pipeline:
     """Build the loaders and device transforms for ``input`` ``"dct"`` or ``"rgb"``.
 
@@ -117,11 +127,18 @@ def build_pipeline(
     ``threads``: loader threads (DCT) / read-ahead thread (RGB; 0 = synchronous).
     ``augment``: ``"none"`` (host crops + flip, module docstring), ``"standard"`` or
     ``"randaugment"`` (device RandomResizedCrop + flip to ``crop``, on a store with a fixed
-    grid); ``box_step``: the boxes' pixel lattice (module docstring).
+    grid); ``box_step``: the boxes' pixel lattice (module docstring). ``preset`` /
+    ``geometry``: the encoding of an image folder read on the fly (module docstring).
     """
     if augment not in RECIPES:
         raise UsageError(f"unknown augment {augment!r}: choose one of {', '.join(RECIPES)}")
     vbs = val_batch_size or batch_size
+    if not is_store(train_store):
+        if input != "dct":
+            raise UsageError(f"{train_store} is not a store: images are read on the fly for "
+                             "--input dct only")  # fmt: skip
+        return _onthefly(train_store, val_store, batch_size, vbs, seed, crop, transport, device,
+                         threads, augment, preset, geometry)  # fmt: skip
     rgb = is_rgb_store(train_store)
     if input == "rgb" and not rgb:
         raise UsageError(
@@ -204,6 +221,84 @@ def _dct(
             "transport": transport,
             "train_samples": len(train),
             "val_samples": len(val_loader.store_dataset) if val_loader is not None else 0,
+        },
+    )
+
+
+def is_store(path: str | Path) -> bool:
+    """True when ``path`` is a zarr store (has ``zarr.json``), False for an image folder or
+    a list file."""
+    return (Path(path) / "zarr.json").is_file()
+
+
+def _onthefly(
+    train_path: str | Path,
+    val_path: str | Path | None,
+    batch_size: int,
+    val_batch_size: int,
+    seed: int,
+    crop: int | None,
+    transport: str,
+    device: torch.device | str,
+    threads: int,
+    augment: str,
+    preset: str,
+    geometry: str,
+) -> Pipeline:
+    if augment not in ("none", "standard"):
+        raise UsageError(f"images read on the fly support --augment none or standard (on the "
+                         f"pixels), not {augment}")  # fmt: skip
+    if transport != "int16":
+        raise UsageError("--transport int8 needs a store's statistics: images on the fly "
+                         "travel as int16")  # fmt: skip
+    train = JpegDataset(train_path, preset, geometry, train=augment == "standard")
+    size = train.grid
+    if crop is not None and (crop // 8, crop // 8) != size:
+        raise UsageError(f"--crop {crop} differs from the geometry's crop {geometry}: give "
+                         "the output size with --geometry S:C")  # fmt: skip
+    train_loader = make_jpeg_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
+                                    drop_last=True, num_workers=threads)  # fmt: skip
+    val_loader: Any = None
+    if val_path is not None:
+        if is_store(val_path):
+            val_loader = make_loader(val_path, batch_size=val_batch_size, shuffle=False,
+                                     seed=seed, threads=0, num_workers=0)  # fmt: skip
+            val_store = val_loader.store_dataset.store
+            if list(val_store.channel_names) != train.channel_names:
+                raise UsageError("the validation store has other channels than the preset")
+            if _dct_grid(val_store) != size:
+                raise UsageError(f"the validation store's grid is not the geometry's {size}")
+        else:
+            val = JpegDataset(val_path, preset, geometry, train=False)
+            val_loader = make_jpeg_loader(val, batch_size=val_batch_size, shuffle=False,
+                                          seed=seed, num_workers=threads)  # fmt: skip
+    plain = DeviceAugment(train, device, train=False, seed=seed)  # normalization only
+    val_samples = 0
+    if val_loader is not None:
+        val_samples = len(getattr(val_loader, "jpeg_dataset", None)
+                          or val_loader.store_dataset)  # fmt: skip
+    c = len(train.channel_names)
+    return Pipeline(
+        input="dct",
+        train=train_loader,
+        val=val_loader,
+        augment_train=plain,
+        augment_val=plain,
+        in_channels=c,
+        spatial=size,  # type: ignore[arg-type]
+        num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
+        class_names=list(train.class_names),
+        channel_names=list(train.channel_names),
+        bytes_per_sample=transport_bytes("int16", (c, *size)),  # type: ignore[misc]
+        info={
+            "store_kind": "images on the fly",
+            "preset": preset,
+            "geometry": train.geometry.name,
+            "augment": f"{augment} (pixels, CPU workers)",
+            "statistics": "dctnet",
+            "transport": "int16",
+            "train_samples": len(train),
+            "val_samples": val_samples,
         },
     )
 
