@@ -193,3 +193,17 @@ def test_smoke_run_on_the_fly_from_an_image_folder(tmp_path):
         "--out", str(tmp_path / "x"),
     ])  # fmt: skip
     assert r.exit_code == 2 and "on the fly" in r.output
+
+
+def test_experiment_arms_with_augmentation_have_their_command_lines(tmp_path):
+    from freqdata.trainers.classify import ClassifyConfig
+    from freqdata.trainers.experiment import ARMS, command, prepare
+
+    arm = ARMS["dct448-aug"]
+    cfg = ClassifyConfig(store="s.zarr", crop=arm.crop, augment=arm.augment,
+                         box_step=arm.box_step)  # fmt: skip
+    assert "--augment standard --box-step 2" in command(cfg)
+    fly = ARMS["dct448-fly"]
+    assert prepare(fly, tmp_path, tmp_path) == (tmp_path / "train", tmp_path / "val")
+    cfg = ClassifyConfig(store=str(tmp_path / "train"), augment="standard", geometry="resnet")
+    assert command(cfg).endswith("--augment standard --preset dctnet-24 --geometry resnet")

@@ -18,6 +18,17 @@ Arms (:data:`ARMS`; the same model, schedule, seeds, sample order, crop windows 
 * ``dct448-int8``: the same, sent with the int8 transport (half the bytes);
 * ``dct224``: dctnet-24, 256 → 240 stored (30x30 blocks), random 28x28-block crops, int16;
 * ``dct448-all-gate`` (opt-in): all 192 channels with the dynamic gate (heat map).
+
+Augmented arms (issue 16, opt-in with ``--arms``; RandomResizedCrop + flip, the same boxes
+and flips on every arm for a seed, evaluation on the centre 0.875 of the square):
+
+* ``rgb224-aug``: RGB 256 → 256 stored (the centre square), RandomResizedCrop to 224 on
+  the device (``--augment standard``);
+* ``dct448-aug``: dctnet-24 512 → 512 stored, RandomResizedCrop to 56x56 blocks in the DCT
+  domain on the device (``--augment standard --box-step 2``: the RGB arm's boxes, doubled);
+* ``dct448-fly``: dctnet-24 encoded on the fly from the JPEGs (``--store`` the image folder,
+  ``--geometry resnet``): RandomResizedCrop + flip on the pixels of the whole image, then
+  the DCT (DCTNet's training transform); validation 512 → centre 448, also on the fly.
 """
 
 from __future__ import annotations
@@ -52,6 +63,9 @@ class Arm:
     preset: str = "dctnet-24"
     transport: str = "int16"
     gate: bool = False
+    augment: str = "none"
+    box_step: int = 1
+    on_the_fly: bool = False  # read the image folders, no store
 
     def store_name(self, split: str) -> str:
         tag = "rgb" if self.kind == "rgb" else f"{self.preset}"
@@ -70,13 +84,23 @@ ARMS: dict[str, Arm] = {
             "256:240", 224),
         Arm("dct448-all-gate", "DCT-192 (preset all) from 448 with the dynamic channel gate",
             "dct", "512:480", 448, preset="all", gate=True),
+        Arm("rgb224-aug", "RGB-224, RandomResizedCrop + flip on the device (256 -> 256 stored)",
+            "rgb", "256:256", 224, augment="standard"),
+        Arm("dct448-aug", "DCT-24 from 448, RandomResizedCrop + flip in the DCT domain "
+            "(512 -> 512 stored)", "dct", "512:512", 448, augment="standard", box_step=2),
+        Arm("dct448-fly", "DCT-24 from 448, RandomResizedCrop + flip on the pixels, encoded on "
+            "the fly (DCTNet's transform)", "dct", "resnet", 448, augment="standard",
+            on_the_fly=True),
     )
 }  # fmt: skip
 DEFAULT_ARMS = ("rgb224", "dct448", "dct448-int8", "dct224")
 
 
 def prepare(arm: Arm, data: Path, work: Path, workers: int = 1) -> tuple[Path, Path]:
-    """Build (if missing) the arm's training and validation stores; returns their paths."""
+    """Build (if missing) the arm's training and validation stores; returns their paths (the
+    image folders for an on-the-fly arm)."""
+    if arm.on_the_fly:
+        return data / "train", data / "val"
     paths = []
     for split in ("train", "val"):
         out = work / arm.store_name(split)
@@ -102,6 +126,12 @@ def command(cfg: ClassifyConfig) -> str:
         parts += ["--crop", str(cfg.crop)]
     if cfg.transport != "int16":
         parts += ["--transport", cfg.transport]
+    if cfg.augment != "none":
+        parts += ["--augment", cfg.augment]
+    if cfg.box_step != 1:
+        parts += ["--box-step", str(cfg.box_step)]
+    if not (Path(cfg.store) / "zarr.json").is_file():
+        parts += ["--preset", cfg.preset, "--geometry", cfg.geometry]
     if cfg.gate:
         parts += ["--gate", "--gate-lambda", str(cfg.gate_lambda)]
     if cfg.width is not None:
@@ -180,7 +210,8 @@ def run_experiment(
                 gate=arm.gate, gate_lambda=gate_lambda, epochs=epochs, batch_size=32, lr=lr,
                 seed=seed, crop=arm.crop, transport=arm.transport,
                 out=str(work / "runs" / f"{a}-seed{seed}"), resume=True,
-                torch_threads=torch_threads,
+                torch_threads=torch_threads, augment=arm.augment, box_step=arm.box_step,
+                preset=arm.preset, geometry=arm.geometry, threads=workers if arm.on_the_fly else 1,
             )  # fmt: skip
             log_path = Path(cfg.out) / "log.jsonl"
             if not _finished(log_path, epochs):  # finished runs are kept, others resumed
@@ -254,7 +285,9 @@ def measure_throughput(
         arm = ARMS[a]
         train, _ = prepare(arm, data, work)
         pipe = build_pipeline(arm.kind, train, None, batch_size=batch_size, crop=arm.crop,
-                              transport=arm.transport)  # fmt: skip
+                              transport=arm.transport, augment=arm.augment,
+                              box_step=arm.box_step, preset=arm.preset,
+                              geometry=arm.geometry)  # fmt: skip
         torch.manual_seed(0)
         model = create_model("resnet18", input=arm.kind, num_classes=pipe.num_classes,
                              in_channels=pipe.in_channels if arm.kind == "dct" else None,
