@@ -46,14 +46,13 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
 
-from freqdata.job import WORKER_DIED, Damaged, EncodeOptions, EncodeSummary, _encode_one
+from freqdata.job import WORKER_DIED, Damaged, EncodeOptions, EncodeSummary, encode_one
 from freqdata.pool import ordered_map
 from freqdata.sources import Sources, list_sources
 from freqdata.stats import ChannelStats
 from freqdata.store import StoreSpec, StoreWriter, exists
-from freqdata.store.layout import writable
+from freqdata.store.layout import compressors, writable
 
 DIST = "_dist"
 DEFAULT_TASK_INPUTS = 256
@@ -66,10 +65,6 @@ def _join(root: str, *keys: str) -> str:
 
 def _task_key(t: int) -> str:
     return f"t{t:06d}"
-
-
-def _tmp_codec() -> BloscCodec:
-    return BloscCodec(cname="lz4", clevel=1, shuffle=BloscShuffle.shuffle, typesize=2)
 
 
 def _encode_task(
@@ -87,7 +82,7 @@ def _encode_task(
     ``parts``: ``(name, fixed)`` per store part. Returns the manifest and the per-sample
     statistics ``(k, 3, C)`` (n, mean, m2).
     """
-    fn = encode_fn or _encode_one  # reads local paths and URLs, never raises
+    fn = encode_fn or encode_one  # reads local paths and URLs, never raises
     results = [fn(p, opts) for p in paths]
     return _write_task(out, t, lo, results, parts, channels)
 
@@ -105,7 +100,7 @@ def _encode_isolated(
     """Round 1 on the client, for a task that killed its workers (a crashing decoder):
     every input in a child process, like the single-process encoder, so the culprit is
     recorded as :data:`freqdata.job.WORKER_DIED` and the others are encoded."""
-    fn = encode_fn or _encode_one
+    fn = encode_fn or encode_one
     results = list(ordered_map(fn, paths, opts, 1, WORKER_DIED))
     return _write_task(out, t, lo, results, parts, channels)
 
@@ -151,7 +146,7 @@ def _write_task(
             shape = (0,) if data is None else data.shape
             chunks = (1 << 20,)
         arr = g.create_array(
-            name, shape=shape, dtype=np.int16, chunks=chunks, compressors=_tmp_codec()
+            name, shape=shape, dtype=np.int16, chunks=chunks, compressors=compressors()
         )
         if data is not None:
             arr[...] = data
@@ -380,7 +375,7 @@ def encode_distributed(
     ``scheduler``: see :func:`connect`. ``out`` (and ``src``) may be fsspec URLs; every
     worker must reach them (object storage or a shared file system). ``task_inputs``: inputs
     per encode task (fixed for a store: a resume reuses the first run's value).
-    ``encode_fn``: replaces :func:`freqdata.job._encode_one` on the workers (tests).
+    ``encode_fn``: replaces :func:`freqdata.job.encode_one` on the workers (tests).
     ``on_progress(done, total, failed)``: inputs whose outcome is known, in order.
     """
     t_start = time.perf_counter()

@@ -150,7 +150,7 @@ class Damaged(tuple):
         return Damaged, (tuple(self), self.warning)
 
 
-def _encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:
+def encode_one(path: str, opts: EncodeOptions) -> tuple[np.ndarray, ...] | str:
     """Encode one input; any failure becomes its reason string (never raises). With
     ``opts.lenient`` a damaged JPEG comes back as :class:`Damaged`."""
     try:
@@ -225,7 +225,7 @@ def encode_images(
         todo = list(range(start, len(sources)))
         if on_progress:
             on_progress(start, len(sources), len(writer.errors))
-        results = _ordered_map(_encode_one, [sources.paths[i] for i in todo], workers, opts)
+        results = _ordered_map(encode_one, [sources.paths[i] for i in todo], workers, opts)
         batch: list[tuple[int, str, int, Any]] = []
         failed_before = len(writer.errors)
         for i, result in zip(todo, results, strict=True):

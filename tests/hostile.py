@@ -165,8 +165,8 @@ def encode_or_crash(path: str, opts: object) -> object:
     """Stand-in for the encoder in worker processes: kills its process on ``*crash*`` inputs."""
     import os
 
-    from freqdata.job import _encode_one
+    from freqdata.job import encode_one
 
     if "crash" in os.path.basename(path):
         os._exit(11)  # what a segfault in a decoder looks like to the pool
-    return _encode_one(path, opts)
+    return encode_one(path, opts)

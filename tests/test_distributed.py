@@ -17,7 +17,7 @@ from hostile import write_hostile
 from test_store import _tree
 
 from freqdata import open_store
-from freqdata.job import EncodeOptions, _encode_one, encode_images
+from freqdata.job import EncodeOptions, encode_images, encode_one
 
 distributed = pytest.importorskip(
     "distributed", reason="dask[distributed] is not installed (pip install freqdata[dask])"
@@ -114,7 +114,7 @@ def kill_once(src, opts, *, marker: str, victim: str):
         else:
             os.close(fd)
             os._exit(9)  # the worker dies mid-task; the nanny starts a new one
-    return _encode_one(src, opts)
+    return encode_one(src, opts)
 
 
 def test_worker_killed_mid_run_still_identical(images, reference, own_client, tmp_path):
@@ -304,7 +304,7 @@ def test_crashing_decoder_costs_only_its_input(own_client, tmp_path, data_dir, m
     assert [(Path(e["path"]).name, e["reason"]) for e in summary.errors] == [
         ("crash.jpg", WORKER_DIED)
     ]
-    monkeypatch.setattr(freqdata.job, "_encode_one", encode_or_crash)
+    monkeypatch.setattr(freqdata.job, "encode_one", encode_or_crash)
     encode_images(src, tmp_path / "ref.zarr", FIXED, workers=1)
     assert _tree(out) == _tree(tmp_path / "ref.zarr")
 

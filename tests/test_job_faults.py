@@ -212,6 +212,24 @@ def test_folder_mode_lists_what_it_cannot_read(tmp_path, data_dir):
     assert s.labels[i] == 1
 
 
+def test_rgb_stores_check_their_inputs_the_same_way(tmp_path, data_dir):
+    """The RGB store encoder reads inputs through the same checks: non-files are recorded
+    (never read), names are stored relative to SRC and escaped."""
+    from freqdata.store.rgb import encode_rgb
+    from freqdata.trainers.rgb import RGBStore
+
+    root = _class_folder(tmp_path / "ds", per_class=1)
+    expected = _hostile_inputs(root / "ants")
+    shutil.copy(_images(1)[0], root / "bees" / NON_UTF8)
+    summary = encode_rgb(root, tmp_path / "rgb.zarr", "72:64")
+    s = RGBStore(tmp_path / "rgb.zarr")
+    assert summary["encoded"] == len(s) == 3 and summary["failed"] == len(expected)
+    reasons = {e["path"]: e["reason"] for e in s.errors}
+    for name, fragment in expected.items():
+        assert fragment in reasons[f"ants/{name}"], reasons
+    assert "bees/caf\\xe9.jpg" in list(s.paths)
+
+
 def test_non_utf8_names_in_a_list_file_are_read(tmp_path, data_dir):
     """A list file holding a name that is not UTF-8 (its raw bytes) reads the file it names."""
     shutil.copy(_images(1)[0], tmp_path / NON_UTF8)

@@ -10,8 +10,9 @@ the two arms see the same pixels.
 An RGB store is an image store of another kind (docs/store.md): format ``freqdata-rgb``,
 one fixed part ``images`` ``(N, 3, H, W)`` uint8 (axes ``channel, y, x``), the same index
 arrays, statistics (over all pixels, 0..255 scale), commit protocol, lock and resume as
-:class:`~freqdata.store.StoreWriter` gives every store. The reader and the loader are in
-``freqdata.trainers.rgb``.
+:class:`~freqdata.store.StoreWriter` gives every store. :class:`RGBStore` reads it back (an
+:class:`~freqdata.store.ImageStore` of this format), and :func:`freqdata.make_loader` serves it
+like any image store (batches with ``images`` instead of ``cubes``, docs/loader.md).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from freqdata.errors import UsageError
+from freqdata.limits import DEFAULT_MAX_BYTES
 from freqdata.pixels import load_ycbcr, parse_geometry
-from freqdata.sources import Sources, list_sources
+from freqdata.sources import Sources, escape_name, list_sources, read_input
 from freqdata.store.layout import SHARD_SAMPLES, exists
+from freqdata.store.reader import ImageStore, read_rows
 from freqdata.store.spec import Part, StoreSpec
 from freqdata.store.writer import StoreWriter
 
@@ -67,12 +70,15 @@ def encode_rgb(
     overwrite: bool = False,
     resume: bool = False,
     batch: int = SHARD_SAMPLES,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str, Any]:
     """Write the RGB store ``out`` from a folder of class sub-folders (or a list file).
 
     ``geometry``: a crop geometry (``S:C``, ``resnet``, ``mobilenet``): every image becomes
     ``(3, C, C)`` uint8. Failing inputs are skipped and recorded (``errors``). ``batch``:
-    inputs per commit; ``resume`` continues an interrupted store. Returns a summary
+    inputs per commit; ``resume`` continues an interrupted store; inputs are checked and read
+    as by the image encoder (:func:`freqdata.sources.read_input`: regular files of at most
+    ``max_bytes``; names stored relative to SRC, escaped). Returns a summary
     ``{"out", "inputs", "encoded", "failed", "errors"}`` (this run's failures).
     """
     sources = src if isinstance(src, Sources) else list_sources(src)
@@ -88,12 +94,12 @@ def encode_rgb(
         start, errors0 = writer.progress.inputs_done, len(writer.errors)
         items: list[tuple[int, str, int, Any]] = []
         for i in range(start, len(sources)):
-            path = sources.paths[i]
             try:
-                result: Any = (ycbcr_to_rgb(load_ycbcr(path, geo).planes),)
+                data = read_input(sources.paths[i], max_bytes)
+                result: Any = (ycbcr_to_rgb(load_ycbcr(data, geo).planes),)
             except (ValueError, OSError) as e:  # one bad input must not stop the run
-                result = f"{type(e).__name__}: {e}"
-            items.append((i, path, sources.labels[i], result))
+                result = escape_name(f"{type(e).__name__}: {e}")
+            items.append((i, sources.names[i], sources.labels[i], result))
             if len(items) == batch or i == len(sources) - 1:
                 writer.write_batch(items, i + 1)
                 items = []
@@ -110,3 +116,29 @@ def is_rgb_store(path: str | Path) -> bool:
     except (OSError, ValueError):
         return False
     return meta.get("attributes", {}).get("freqdata", {}).get("format") == RGB_FORMAT
+
+
+class RGBStore(ImageStore):
+    """Read access to an RGB store: an :class:`~freqdata.store.ImageStore` of format
+    :data:`RGB_FORMAT` (one fixed part ``images``; ``len()``, ``.labels``, ``.paths``,
+    ``.mean`` / ``.std`` ``(3,)`` float64 on the 0..255 scale, ``.class_names``, ...), plus
+    ``.grid`` ``(H, W)`` pixels and :meth:`read`. Opening anything else raises
+    :class:`~freqdata.errors.StoreError`."""
+
+    format = RGB_FORMAT
+    kind = "freqdata RGB store (freqdata train rgb-store)"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self.grid: tuple[int, int] = self.parts[0].grid  # type: ignore[assignment]
+
+    def read(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Rows ``rows`` (B,) into ``out`` ``(B, 3, H, W)`` uint8 in one bulk read (direct
+        shard reads; an absent or damaged chunk raises :class:`~freqdata.errors.StoreError`)."""
+        if "images" not in self._readers:  # cached: it keeps the shard indices it has read
+            self._readers["images"] = self.shard_reader("images")
+        reader = self._readers["images"]
+        if reader is not None:
+            reader.read(np.asarray(rows, np.int64), list(out), len(self))
+        else:
+            out[...] = read_rows(self.group["images"], rows)
