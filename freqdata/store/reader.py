@@ -81,6 +81,28 @@ def read_checked(arr: zarr.Array, start: int, stop: int, *, affected: str | None
         raise StoreError(f"damaged store {where(arr)}, {text}: {_decode_error(e)}") from None
 
 
+def absent_in_shard(arr: zarr.Array, k: int) -> np.ndarray:
+    """Rows of shard ``k`` of the sharded ``arr`` (positions within the shard) that the
+    shard's index marks absent, read through the store (any store, one ranged read); the
+    index's crc32c is checked (:class:`StoreError` when it fails)."""
+    import google_crc32c
+    from zarr.abc.store import SuffixByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    rows = storage_rows(arr)
+    key = object_key(arr, k)
+    got = sync(arr.store_path.store.get(key, default_buffer_prototype(),
+                                        byte_range=SuffixByteRequest(16 * rows + 4)))
+    raw = b"" if got is None else got.to_bytes()
+    if len(raw) != 16 * rows + 4 or google_crc32c.value(raw[:-4]) != int.from_bytes(
+        raw[-4:], "little"
+    ):
+        raise StoreError(f"damaged store {where(arr)}: shard index of {key!r} fails its crc32c")
+    index = np.frombuffer(raw[:-4], "<u8").reshape(rows, 2)
+    return np.flatnonzero(index[:, 0] == np.iinfo(np.uint64).max)
+
+
 def read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
     """Rows ``rows`` (any order, repeats allowed) of ``arr`` in that order, with the checks of
     :func:`read_checked` (one zarr call)."""

@@ -37,7 +37,7 @@ from freqdata.masks.store import FORMAT as MASK_FORMAT
 from freqdata.masks.store import IMAGE_ARRAYS, INSTANCE_ARRAYS
 from freqdata.shards import ShardReader, samples_text
 from freqdata.store.layout import absent_objects, has_checksums, is_url, object_key, storage_rows
-from freqdata.store.reader import read_checked
+from freqdata.store.reader import absent_in_shard, read_checked
 from freqdata.store.rgb import RGB_FORMAT
 from freqdata.store.spec import FORMAT
 
@@ -177,6 +177,13 @@ class _Checker:
                     reader(rows)
                 else:
                     out[lo:hi] = read_checked(arr, lo, hi)
+                    if checked and arr.shards is not None:  # zarr reads absent rows as fill
+                        gone = lo + absent_in_shard(arr, k)
+                        gone = gone[gone < hi]
+                        if gone.size:
+                            self.add(name, samples_text(gone, unit),
+                                     "chunk absent from the shard index")
+                            ok = False
             except (StoreError, ValueError, RuntimeError, OSError) as e:
                 ok = False
                 if arr.shards is None:  # one checksum for the whole chunk
