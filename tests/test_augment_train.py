@@ -207,3 +207,25 @@ def test_experiment_arms_with_augmentation_have_their_command_lines(tmp_path):
     assert prepare(fly, tmp_path, tmp_path) == (tmp_path / "train", tmp_path / "val")
     cfg = ClassifyConfig(store=str(tmp_path / "train"), augment="standard", geometry="resnet")
     assert command(cfg).endswith("--augment standard --preset dctnet-24 --geometry resnet")
+
+
+@pytest.mark.parametrize("arm", ["dct", "rgb"])
+def test_resumed_augmented_run_equals_the_uninterrupted_one(stores, tmp_path, arm):
+    """The box, flip and policy generators are checkpointed: stopping after epoch 1 and
+    resuming gives the uninterrupted run's numbers."""
+    from conftest import StopRun, stop_after_first_epoch
+
+    from freqdata.trainers.classify import ClassifyConfig, train_classify
+
+    def cfg(name: str, resume: bool = False) -> ClassifyConfig:
+        return ClassifyConfig(store=str(stores[f"{arm}-train"]),
+                              val_store=str(stores[f"{arm}-val"]), input=arm, crop=40,
+                              augment="standard", epochs=2, batch_size=2, smoke=True, seed=4,
+                              out=str(tmp_path / name), resume=resume)  # fmt: skip
+
+    full = train_classify(cfg("full"))
+    with pytest.raises(StopRun):
+        train_classify(cfg("cut"), on_log=stop_after_first_epoch)
+    resumed = train_classify(cfg("cut", resume=True))
+    for k in ("train_loss", "val_loss", "lr"):
+        assert full["final"][k] == pytest.approx(resumed["final"][k], rel=1e-5, abs=1e-6), k
