@@ -4,10 +4,13 @@ Optional: needs the ``dali`` extra (``pip install 'freqdata[dali]'``, i.e. the
 ``nvidia-dali-cuda120`` wheel) and torch. Importing this module without DALI raises an
 ``ImportError`` that names the extra; ``import freqdata`` never imports it.
 
-What a batch is (:class:`DaliCubeLoader`): ``(cubes, labels)`` with ``cubes`` a float32
-tensor ``(B, C, Hb, Wb)`` (C = the preset's channels, Y then Cb then Cr, natural indices
-``8v+u``; ``Hb = Wb = crop / 8``) on the loader's device, and ``labels`` an int64 tensor
-``(B,)`` on the same device (``-1`` = unlabelled). The numbers are those of
+What a batch is (:class:`DaliCubeLoader`): a dict in the batch format of
+:func:`freqdata.make_loader` (docs/loader.md, "Batch format"): ``cubes`` a float32 tensor
+``(B, C, Hb, Wb)`` (C = the preset's channels, Y then Cb then Cr, natural indices ``8v+u``;
+``Hb = Wb = crop / 8``) on the loader's device, ``labels`` an int64 tensor ``(B,)`` on the
+same device (``-1`` = unlabelled) and ``indices`` ``(B,)`` int64, each sample's position in
+the input list (DALI's file reader carries it as the sample's label; the class label is
+looked up from it). The numbers are those of
 ``encode_image(src, preset, "pixels", geometry)`` (orthonormal 8x8 DCT-II of ``x - 128`` of
 JFIF full-range BT.601 YCbCr planes; docs/conventions.md) up to resampling differences: DALI's
 resize is not Pillow's (see below and ``tests/test_dali.py`` for the measured agreement).
@@ -88,6 +91,7 @@ from typing import Any, Literal
 import numpy as np
 
 from freqdata.dct import BLOCK
+from freqdata.errors import UsageError
 from freqdata.pixels import Geometry, parse_geometry
 from freqdata.presets import Preset, resolve_preset
 from freqdata.sources import Sources, list_sources
@@ -367,12 +371,13 @@ def build_pipeline(
 
 
 class DaliCubeLoader:
-    """Iterable of ``(cubes, labels)`` batches from a DALI pipeline (see the module docstring).
+    """Iterable of batch dicts from a DALI pipeline (see the module docstring).
 
     ``src``: a :class:`freqdata.sources.Sources`, a folder / list file for
     :func:`freqdata.sources.list_sources`, or a sequence of image paths (with ``labels``,
-    default all 0). Each batch: ``cubes`` ``(B, C, Hb, Wb)`` float32 and ``labels`` ``(B,)``
-    int64, both on ``self.device`` (``cpu`` or ``cuda:<device_id>``). ``mean``/``std``
+    default all 0). Each batch: ``{"cubes": (B, C, Hb, Wb) float32, "labels": (B,) int64,
+    "indices": (B,) int64}`` (positions in the input list), all on ``self.device`` (``cpu``
+    or ``cuda:<device_id>``). ``mean``/``std``
     (per channel, e.g. ``store.mean``/``store.std``) normalize the cubes on that device.
 
     Every epoch yields each sample of this shard once (the last batch may be short); the
@@ -415,9 +420,11 @@ class DaliCubeLoader:
         self.integer = integer
         self.device = torch.device("cpu") if device == "cpu" else torch.device("cuda", device_id)
         self.batch_size = batch_size
+        if len(labs) != len(files):
+            raise UsageError(f"{len(files)} files but {len(labs)} labels")
         self.pipeline = build_pipeline(
             files,
-            labs,
+            list(range(len(files))),  # the reader's label is the position: batch["indices"]
             self.geometry,
             train=train,
             device=device,
@@ -429,6 +436,7 @@ class DaliCubeLoader:
             num_shards=num_shards,
             device_id=device_id,
         )
+        self._labels = torch.as_tensor(np.asarray(labs, np.int64), device=self.device)
         self._iter = DALIGenericIterator(
             [self.pipeline],
             ["rgb", "label"],
@@ -457,7 +465,7 @@ class DaliCubeLoader:
     def __len__(self) -> int:
         return len(self._iter)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for batch in self._iter:
             out = batch[0]
             rgb = out["rgb"]
@@ -466,5 +474,5 @@ class DaliCubeLoader:
             cubes = cubes_from_rgb(rgb, self.preset, integer=self.integer)
             if self._norm is not None:
                 cubes = (cubes - self._norm[0]) / self._norm[1]
-            labels = out["label"].reshape(-1).to(device=self.device, dtype=torch.int64)
-            yield cubes, labels
+            indices = out["label"].reshape(-1).to(device=self.device, dtype=torch.int64)
+            yield {"cubes": cubes, "labels": self._labels[indices], "indices": indices}

@@ -1,4 +1,8 @@
-"""Streaming image stores into PyTorch: a map-style ``Dataset``, a batch sampler, a ``DataLoader``.
+"""Streaming stores into PyTorch: a map-style ``Dataset``, a batch sampler, a ``DataLoader``.
+
+The one batch iterator of freqdata's stores: DCT image stores and RGB stores
+(:mod:`freqdata.store.rgb`) alike, or a subset of a store's rows (``rows=``, with per-sample
+targets ``labels=``); the trainers read through it (docs/loader.md, "Batch format").
 
 The API (``make_loader`` is all most training loops need)::
 
@@ -9,8 +13,10 @@ The API (``make_loader`` is all most training loops need)::
             batch = to_device(batch, "cuda")    # non_blocking copies (pinned when CUDA exists)
             x, y = batch["cubes"], batch["labels"]   # (B, C, Hb, Wb) int16, (B,) int64
 
-Batches are dicts of tensors:
+Batches are dicts of tensors, one entry per store part named after it, plus ``labels`` and
+``indices`` (positions in the dataset: store rows unless ``rows=`` picks a subset):
 
+* RGB stores (``images`` part): ``images`` ``(B, 3, H, W)`` uint8;
 * full chroma (``cubes`` part): ``cubes`` ``(B, C, Hb, Wb)`` int16 raw coefficients (int8
   with ``transport=``, see :mod:`freqdata.transport`), ``labels`` ``(B,)`` int64 (-1 = none),
   ``indices`` ``(B,)`` int64 store rows;
@@ -107,6 +113,7 @@ from freqdata.errors import StoreError, UsageError
 from freqdata.shards import ShardReader, samples_text
 from freqdata.store import ImageStore, Part
 from freqdata.store.reader import read_checked
+from freqdata.store.rgb import RGBStore, is_rgb_store
 
 __all__ = [
     "DEFAULT_MODE",
@@ -117,6 +124,7 @@ __all__ = [
     "StoreLoader",
     "StoreSampler",
     "make_loader",
+    "open_image_store",
     "to_device",
 ]
 
@@ -130,6 +138,13 @@ DEFAULT_SHARD = 64  # rows per "shard" for stores without sharding (ragged)
 # --------------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------------
+def open_image_store(path: str | Path) -> ImageStore:
+    """The store at ``path`` as the reader of its kind: an :class:`~freqdata.store.rgb.RGBStore`
+    for an RGB store, else an :class:`~freqdata.store.ImageStore` (DCT cubes);
+    :class:`~freqdata.errors.StoreError` when it is neither."""
+    return RGBStore(path) if is_rgb_store(path) else ImageStore(path)
+
+
 class _RaggedPart:
     """Bulk reads of a ragged part: one zarr call per run of rows adjacent in the flat data."""
 
@@ -167,7 +182,7 @@ def _chroma_factor(luma: tuple[int, int], chroma: tuple[int, int]) -> tuple[int,
     for lb, cb in zip(luma, chroma, strict=True):
         f = next((f for f in (1, 2, 4) if -(-lb // f) == cb), None)
         if f is None:
-            raise ValueError(f"chroma grid {chroma} does not match luma grid {luma}")
+            raise StoreError(f"chroma grid {chroma} does not match luma grid {luma}")
         out.append(f)
     return out[0], out[1]
 
@@ -182,6 +197,11 @@ def _place(src: np.ndarray, dst: np.ndarray, oy: int, ox: int) -> None:
         dst[:, ph:] = 0
     if pw < w:
         dst[:, :ph, pw:] = 0
+
+
+def _torch_dtype(dtype: Any) -> torch.dtype:
+    """The torch dtype of a stored numpy dtype (int16 cubes, uint8 RGB images)."""
+    return torch.from_numpy(np.empty(0, np.dtype(dtype).newbyteorder("="))).dtype
 
 
 def _offset(rng: np.random.Generator | None, size: int, crop: int, step: int) -> int:
@@ -236,28 +256,40 @@ class BatchRequest(NamedTuple):
 
 
 class StoreDataset(Dataset):
-    """A map-style dataset over an image store (fixed or ragged layout, full or native chroma).
+    """A map-style dataset over a store of samples: an image store (fixed or ragged layout,
+    full or native chroma) or an RGB store, or a subset of its rows.
 
-    ``dataset[i]`` → one sample dict (the batch dict of the module docstring without the
-    batch axis); ``dataset.__getitems__(rows)`` → a list of those (torch's batched-fetch
-    hook, so a plain ``DataLoader(dataset, batch_size=...)`` also reads in bulk);
-    :meth:`read_batch` → one batch dict (what :func:`make_loader` uses: no collate copy).
+    The reader protocol: :meth:`read_batch` ``(positions)`` → one batch dict (docs/loader.md,
+    "Batch format"), read in bulk (shard-level reads, never one call per sample); it is what
+    :func:`make_loader` uses (no collate copy). ``dataset[i]`` → one sample dict (the batch
+    dict without the batch axis); ``dataset.__getitems__(positions)`` → a list of those
+    (torch's batched-fetch hook, so a plain ``DataLoader(dataset, batch_size=...)`` also
+    reads in bulk).
 
-    ``crop_blocks=(hb, wb)``: crop or zero-pad every sample to that block grid (needed to
-    stack ragged samples); ``crop``: ``"center"`` or ``"random"`` (block-aligned, seeded per
-    batch). ``chroma_factor=(fv, fh)``: native chroma stores only; compact chroma grid
-    ``ceil(hb / fv) x ceil(wb / fh)``, every sample must have that subsampling (or be
-    grayscale). ``transport``: an encoder with ``encode(x, out=)`` (int16 ``(B, C, H, W)``
-    → int8, :class:`freqdata.transport.Int8Transport`) applied to ``cubes`` (int8 then).
-    The store is opened lazily in each process (workers never share zarr handles).
+    ``rows``: the store rows this dataset serves, ``(M,)`` int (position ``i`` is store row
+    ``rows[i]``; default: every row). ``labels``: ``(M, ...)`` per-position targets that
+    replace the store's class labels in ``batch["labels"]`` (e.g. label maps; dtype kept).
+    ``crop_blocks=(h, w)``: crop or zero-pad every sample to that grid, in the store's grid
+    units (8x8 blocks of a DCT store, pixels of an RGB store; needed to stack ragged
+    samples); ``crop``: ``"center"`` or ``"random"`` (grid-aligned, seeded per batch);
+    ``crop_step``: random offsets are multiples of it (grid units; native chroma also keeps
+    them multiples of the chroma factor). ``chroma_factor=(fv, fh)``: native chroma stores
+    only; compact chroma grid ``ceil(hb / fv) x ceil(wb / fh)``, every sample must have that
+    subsampling (or be grayscale). ``transport``: an encoder with ``encode(x, out=)`` (int16
+    ``(B, C, H, W)`` → int8, :class:`freqdata.transport.Int8Transport`) applied to
+    ``cubes`` (int8 then). The store is opened lazily in each process (workers never share
+    zarr handles).
     """
 
     def __init__(
         self,
         store: str | Path | ImageStore,
         *,
+        rows: Sequence[int] | np.ndarray | None = None,
+        labels: np.ndarray | None = None,
         crop_blocks: tuple[int, int] | None = None,
         crop: Literal["center", "random"] = "center",
+        crop_step: int = 1,
         chroma_factor: tuple[int, int] | None = None,
         transport: Any = None,
     ) -> None:
@@ -267,11 +299,17 @@ class StoreDataset(Dataset):
         self.crop_blocks = tuple(int(v) for v in crop_blocks) if crop_blocks else None
         if self.crop_blocks and min(self.crop_blocks) < 1:
             raise UsageError(f"crop_blocks must be positive, got {crop_blocks}")
+        if int(crop_step) < 1:
+            raise UsageError(f"crop_step must be positive, got {crop_step}")
         self.crop = crop
+        self.crop_step = int(crop_step)
         self.chroma_factor = tuple(chroma_factor) if chroma_factor else None
         self.transport = transport
         self.pin_memory = False  # set by make_loader's thread mode (allocate batches pinned)
         self._store: ImageStore | None = store if isinstance(store, ImageStore) else None
+        self._kind: type[ImageStore] = type(store) if isinstance(store, ImageStore) else (
+            RGBStore if is_rgb_store(self.path) else ImageStore
+        )
         self._pid = os.getpid()
         s = self.store
         self.layout = s.layout
@@ -280,7 +318,17 @@ class StoreDataset(Dataset):
         self.shard_size = DEFAULT_SHARD
         if self.layout == "fixed":
             self.shard_size = int((s.group[self.parts[0].name].shards or (DEFAULT_SHARD,))[0])
-        self._n = len(s)
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self.rows is not None and self.rows.size and (
+            self.rows.min() < 0 or self.rows.max() >= len(s)
+        ):
+            raise UsageError(f"rows must lie in [0, {len(s)}) for {self.path}")
+        self._n = len(s) if self.rows is None else len(self.rows)
+        self.targets = None if labels is None else np.asarray(labels)
+        if self.targets is not None and len(self.targets) != self._n:
+            raise UsageError(f"labels has {len(self.targets)} entries for {self._n} samples")
+        if transport is not None and self._kind is RGBStore:
+            raise UsageError("transport applies to DCT cubes, not to an RGB store")
         if self.chroma_factor and not self.native:
             raise UsageError("chroma_factor applies to native-chroma stores only")
         if self.chroma_factor and self.crop_blocks:
@@ -293,7 +341,7 @@ class StoreDataset(Dataset):
     def store(self) -> ImageStore:
         """The opened store (reopened after a fork or in a spawned worker)."""
         if self._store is None or self._pid != os.getpid():
-            self._store = ImageStore(self.path)
+            self._store = self._kind(self.path)
             self._pid = os.getpid()
             self.__dict__.pop("_readers", None)
             self.__dict__.pop("_pool", None)
@@ -336,8 +384,11 @@ class StoreDataset(Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        """(N,) int64 class indices (-1 = unlabelled)."""
-        return self.store.labels
+        """Per-position labels: the ``labels`` given, else the store's ``(N,)`` int64 class
+        indices (-1 = unlabelled) of the dataset's rows."""
+        if self.targets is not None:
+            return self.targets
+        return self.store.labels if self.rows is None else self.store.labels[self.rows]
 
     # -- reading -----------------------------------------------------------------------------
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -350,25 +401,32 @@ class StoreDataset(Dataset):
     def read_batch(
         self, indices: Sequence[int] | np.ndarray, seed: int | None = None
     ) -> dict[str, Any]:
-        """Read rows ``indices`` (any order, repeats allowed) as one batch dict.
+        """Read positions ``indices`` (any order, repeats allowed) as one batch dict
+        (docs/loader.md, "Batch format"): one entry per store part, named after it
+        (``cubes``, ``images``, or ``luma`` + ``chroma``), ``labels``, ``indices`` (the
+        positions) and the crop/chroma extras.
 
         ``seed`` seeds the random crops (``crop="random"``); None draws a fresh seed.
         """
-        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if rows.size and (rows.min() < -self._n or rows.max() >= self._n):
-            raise IndexError(f"row out of range for a store of {self._n}")
-        rows = rows % max(self._n, 1)
+        pos = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if pos.size and (pos.min() < -self._n or pos.max() >= self._n):
+            raise IndexError(f"position out of range for a dataset of {self._n}")
+        pos = pos % max(self._n, 1)
+        rows = pos if self.rows is None else self.rows[pos]
         rng = np.random.default_rng(seed) if self.crop == "random" else None
         s = self.store
         out: dict[str, Any] = {}
         if self.layout == "fixed":
-            out["cubes"] = self._read_fixed(rows, rng)
+            out[self.parts[0].name] = self._read_fixed(rows, rng)
         elif self.native:
             out.update(self._read_native(rows, rng))
         else:
             out.update(self._read_ragged(rows, rng))
-        out["labels"] = torch.from_numpy(s.labels[rows].astype(np.int64))
-        out["indices"] = torch.from_numpy(rows.copy())
+        if self.targets is not None:
+            out["labels"] = torch.from_numpy(np.ascontiguousarray(self.targets[pos]))
+        else:
+            out["labels"] = torch.from_numpy(s.labels[rows].astype(np.int64))
+        out["indices"] = torch.from_numpy(pos.copy())
         return out
 
     def _encode(self, cubes: torch.Tensor) -> torch.Tensor:
@@ -382,12 +440,13 @@ class StoreDataset(Dataset):
         part = self.parts[0]
         reader = self._reader(part)
         c, hb, wb = part.channels, *part.grid
+        dtype = _torch_dtype(reader.dtype)
         direct = self.crop_blocks is None and self.transport is None
         if direct:
-            t = self._alloc((len(rows), c, hb, wb), torch.int16, out=True)
+            t = self._alloc((len(rows), c, hb, wb), dtype, out=True)
             full = t.numpy()
         else:
-            scratch = self._alloc((len(rows), c, hb, wb), torch.int16, out=False)
+            scratch = self._alloc((len(rows), c, hb, wb), dtype, out=False)
             full = scratch.numpy()
         if isinstance(reader, ShardReader):
             reader.read(rows, list(full), self._n)
@@ -398,10 +457,11 @@ class StoreDataset(Dataset):
         if self.crop_blocks is None:
             return self._encode(torch.from_numpy(full))
         h, w = self.crop_blocks
-        t = self._alloc((len(rows), c, h, w), torch.int16, out=self.transport is None)
+        t = self._alloc((len(rows), c, h, w), dtype, out=self.transport is None)
         dst = t.numpy()
+        step = self.crop_step if rng is not None else 1
         for j in range(len(rows)):
-            oy, ox = _offset(rng, hb, h, 1), _offset(rng, wb, w, 1)
+            oy, ox = _offset(rng, hb, h, step), _offset(rng, wb, w, step)
             _place(full[j], dst[j], oy, ox)
         return self._encode(t)
 
@@ -415,9 +475,10 @@ class StoreDataset(Dataset):
         dst = t.numpy()
         shapes = np.zeros((len(rows), 2), np.int64)
         origins = np.zeros((len(rows), 2), np.int64)
+        step = self.crop_step if rng is not None else 1
         for j, c in enumerate(cubes):
             hb, wb = c.shape[1:]
-            oy, ox = _offset(rng, hb, h, 1), _offset(rng, wb, w, 1)
+            oy, ox = _offset(rng, hb, h, step), _offset(rng, wb, w, step)
             _place(c, dst[j], oy, ox)
             shapes[j], origins[j] = (hb, wb), (oy, ox)
         return {
@@ -434,7 +495,7 @@ class StoreDataset(Dataset):
             factors[j] = _chroma_factor(y.shape[1:], c.shape[1:])
             if self.chroma_factor and tuple(factors[j]) != self.chroma_factor:
                 if c.any():
-                    raise ValueError(
+                    raise UsageError(
                         f"sample {rows[j]} has chroma subsampling {tuple(factors[j])}, the "
                         f"loader expects chroma_factor={self.chroma_factor}; pass "
                         "chroma_factor=None (per-sample factors) or encode with chroma='full'"
@@ -458,7 +519,9 @@ class StoreDataset(Dataset):
         for j, (y, c) in enumerate(zip(luma, chroma, strict=True)):
             fv, fh = (int(f) for f in factors[j])
             hb, wb = y.shape[1:]
-            oy, ox = _offset(rng, hb, h, fv), _offset(rng, wb, w, fh)
+            step = self.crop_step if rng is not None else 1
+            sv, sh = math.lcm(fv, step), math.lcm(fh, step)
+            oy, ox = _offset(rng, hb, h, sv), _offset(rng, wb, w, sh)
             _place(y, dl[j], oy, ox)
             ch, cw = -(-h // fv), -(-w // fh)
             dc[j] = 0
@@ -714,6 +777,12 @@ class StoreLoader(DataLoader):
 
     store_dataset: StoreDataset
 
+    @property
+    def store(self) -> ImageStore:
+        """The store read (an :class:`~freqdata.store.ImageStore` or
+        :class:`~freqdata.store.rgb.RGBStore`)."""
+        return self.store_dataset.store
+
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch`` (call before iterating; works with persistent workers)."""
         self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
@@ -747,14 +816,18 @@ def make_loader(
     persistent_workers: bool | None = None,
     prefetch_factor: int | None = None,
     drop_last: bool = False,
+    rows: Sequence[int] | np.ndarray | None = None,
+    labels: np.ndarray | None = None,
     crop_blocks: tuple[int, int] | None = None,
     crop: Literal["center", "random"] = "center",
+    crop_step: int = 1,
     chroma_factor: tuple[int, int] | None = None,
     transport: Any = None,
     worker_init_fn: Callable[[int], None] | None = None,
     multiprocessing_context: Any = None,
 ) -> StoreLoader:
-    """A ``DataLoader`` yielding batch dicts (module docstring) from an image store.
+    """A ``DataLoader`` yielding batch dicts (docs/loader.md, "Batch format") from a store:
+    an image store (DCT cubes), an RGB store (``images``), or a :class:`StoreDataset`.
 
     ``rank``/``world_size``: None reads them from ``torch.distributed`` when initialised
     (else 0/1); every rank gets a disjoint, equal-size share (DistributedSampler semantics).
@@ -768,15 +841,19 @@ def make_loader(
     ``pin_memory``: None → when CUDA is available; ``persistent_workers``: None →
     ``num_workers > 0``; ``prefetch_factor``: batches in flight per worker or thread (None →
     2). ``drop_last`` drops the uneven tail across ranks and the last incomplete batch.
-    ``crop_blocks``/``crop``/``chroma_factor``/``transport``: see :class:`StoreDataset`.
+    ``rows``/``labels``/``crop_blocks``/``crop``/``crop_step``/``chroma_factor``/
+    ``transport``: see :class:`StoreDataset`.
     """
     ds = (
         store
         if isinstance(store, StoreDataset)
         else StoreDataset(
             store,
+            rows=rows,
+            labels=labels,
             crop_blocks=crop_blocks,
             crop=crop,
+            crop_step=crop_step,
             chroma_factor=chroma_factor,
             transport=transport,
         )

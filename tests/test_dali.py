@@ -91,7 +91,7 @@ def _files() -> list[str]:
 
 def _dali_cubes(files: list[str], preset: str = "all", **kw: object) -> np.ndarray:
     loader = DaliCubeLoader(files, preset, "resnet", batch_size=8, num_threads=2, **kw)
-    return np.concatenate([c.numpy() for c, _ in loader]).astype(np.float64)
+    return np.concatenate([b["cubes"].numpy() for b in loader]).astype(np.float64)
 
 
 def _pil_rgb_route(path: str, resize: int = 512, crop: int = 448) -> np.ndarray:
@@ -168,7 +168,7 @@ def test_exif_orientation_and_decoder_are_pillows(data_dir: Path) -> None:
     files = [ZOO / "pillow" / "hopper.jpg"]
     files += [ZOO / "pillow" / f"hopper_orientation_{k}.jpg" for k in range(2, 9)]
     loader = DaliCubeLoader(files, "all", "128:128", batch_size=8, num_threads=1)
-    got = np.concatenate([c.numpy() for c, _ in loader])
+    got = np.concatenate([b["cubes"].numpy() for b in loader])
     refs = []
     for k, f in enumerate(files, start=1):
         with Image.open(f) as im:
@@ -244,7 +244,8 @@ def test_train_crops_are_seeded(data_dir: Path) -> None:
         assert len(loader) == 3 and loader.cube_shape == (24, 28, 28)
         out = []
         for _ in range(2):
-            cs, ls = zip(*((c.numpy(), lab.numpy()) for c, lab in loader), strict=True)
+            cs, ls = zip(*((b["cubes"].numpy(), b["labels"].numpy()) for b in loader),
+                         strict=True)
             out.append((np.concatenate(cs), np.concatenate(ls)))
         return out
 
@@ -257,6 +258,10 @@ def test_train_crops_are_seeded(data_dir: Path) -> None:
     assert not np.array_equal(a[0][1], a[1][1])  # reshuffled each epoch
     for _, lab in a:  # each sample once per epoch
         assert sorted(lab.tolist()) == sorted(labels)
+    shuffled = DaliCubeLoader(files, "dctnet-24", "256:224", labels=labels, train=True,
+                              batch_size=8, num_threads=2, seed=3)
+    for batch in shuffled:  # indices: positions in the input list, labels looked up from them
+        assert batch["labels"].tolist() == [labels[i] for i in batch["indices"].tolist()]
     # crops are not the centre crop
     centre = _dali_cubes(files[:8], "dctnet-24")
     assert not np.array_equal(a[0][0][:8], centre)
@@ -267,15 +272,16 @@ def test_loader_from_sources_labels_and_partial_batch(data_dir: Path) -> None:
     loader = DaliCubeLoader(src, "dctnet-6", "64:64", batch_size=64, num_threads=2)
     assert len(src) % 64 and len(loader) == 3
     first = list(loader)
-    assert [c.shape[0] for c, _ in first] == [64, 64, len(src) - 128]
+    assert [b["cubes"].shape[0] for b in first] == [64, 64, len(src) - 128]
     for batches in (first, list(loader)):  # the second epoch starts at the first file again
-        labels = torch.cat([lab for _, lab in batches])
+        labels = torch.cat([b["labels"] for b in batches])
         assert labels.dtype == torch.int64 and labels.tolist() == src.labels  # in order
+        indices = torch.cat([b["indices"] for b in batches])
+        assert indices.dtype == torch.int64 and indices.tolist() == list(range(len(src)))
     second = list(loader)
-    for (c1, _), (c2, _) in zip(first, second, strict=True):
-        assert torch.equal(c1, c2)
-    batches = first
-    cube = batches[0][0]
+    for b1, b2 in zip(first, second, strict=True):
+        assert torch.equal(b1["cubes"], b2["cubes"])
+    cube = first[0]["cubes"]
     assert cube.shape[1:] == (6, 8, 8) and cube.dtype == torch.float32
     assert torch.equal(cube, cube.round())  # integer=True: a store's numbers
 
@@ -285,7 +291,7 @@ def test_normalization_on_device(data_dir: Path) -> None:
     c = 6
     mean, std = np.arange(c, dtype=np.float32), np.full(c, 2.0, np.float32)
     raw = _dali_cubes(files, "dctnet-6")
-    norm = np.concatenate([x.numpy() for x, _ in DaliCubeLoader(
+    norm = np.concatenate([b["cubes"].numpy() for b in DaliCubeLoader(
         files, "dctnet-6", "resnet", batch_size=8, num_threads=1, mean=mean, std=std)])
     np.testing.assert_allclose(norm, (raw - mean[:, None, None]) / 2.0, rtol=0, atol=1e-5)
 
@@ -317,9 +323,9 @@ def test_gpu_pipeline_matches_cpu_pipeline(data_dir: Path) -> None:
     cpu = _dali_cubes(files)
     gpu = DaliCubeLoader(files, "all", "resnet", batch_size=8, num_threads=2, device="gpu")
     got = []
-    for c, lab in gpu:
-        assert c.is_cuda and lab.is_cuda
-        got.append(c.cpu().numpy())
+    for b in gpu:
+        assert b["cubes"].is_cuda and b["labels"].is_cuda and b["indices"].is_cuda
+        got.append(b["cubes"].cpu().numpy())
     d = np.abs(np.concatenate(got).astype(np.float64) - cpu)
     # nvJPEG's IDCT and the GPU resampler may round samples differently from libjpeg-turbo
     # and DALI's CPU resampler (a sample off by 1 moves a coefficient by <= 1/8 * 8 = 1...
@@ -334,7 +340,7 @@ def test_gpu_train_pipeline_is_seeded(data_dir: Path) -> None:
     def run() -> np.ndarray:
         loader = DaliCubeLoader(files, "dctnet-24", "256:224", train=True, device="gpu",
                                 batch_size=8, num_threads=2, seed=5)
-        return np.concatenate([c.cpu().numpy() for c, _ in loader])
+        return np.concatenate([b["cubes"].cpu().numpy() for b in loader])
 
     np.testing.assert_array_equal(run(), run())
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+import zarr
 from conftest import ANTS_BEES
 from torch.utils.data import DataLoader, DistributedSampler
 
 from freqdata import loader as L
 from freqdata import open_store
+from freqdata.errors import StoreError, UsageError
 from freqdata.job import EncodeOptions, encode_images
 from freqdata.shards import ShardReader
 from freqdata.sources import Sources
+from freqdata.store.rgb import RGBStore, encode_rgb
+from freqdata.trainers.rgb import make_rgb_loader
 from freqdata.transport import Int8Transport
 
 # 4:2:0 (odd and even sizes), plus small 4:4:4 files: a ragged store with mixed subsampling
@@ -57,6 +63,28 @@ def native_path(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("native") / "n.zarr"
     encode_images(_sources(RAGGED_FILES), out, EncodeOptions(chroma="native"))
     return out
+
+
+@pytest.fixture(scope="module")
+def rgb_path(tmp_path_factory, data_dir):
+    """An RGB store of 70 real images (shards of 64 and a partial 6), 40x40 pixels."""
+    files = sorted(
+        p.relative_to(ANTS_BEES).as_posix() for p in (ANTS_BEES / "val").rglob("*.jpg")
+    )
+    out = tmp_path_factory.mktemp("rgb") / "rgb.zarr"
+    encode_rgb(_sources(files[:35] + files[-35:]), out, "48:40")
+    return out
+
+
+def _plain_sample(path, part: str, row: int) -> np.ndarray:
+    """Sample ``row`` of ``part`` read with plain zarr, one call (the reference: no freqdata
+    reader involved; docs/store.md's layout)."""
+    g = zarr.open_group(str(path), mode="r")
+    if isinstance(g[part], zarr.Array):
+        return g[part][row]
+    shape = tuple(int(v) for v in g[part]["shape"][row])
+    start = int(g[part]["offset"][row])
+    return g[part]["data"][start : start + int(np.prod(shape))].reshape(shape)
 
 
 def _batches(loader) -> list[dict]:
@@ -391,3 +419,99 @@ def test_to_device_moves_nested_batches():
     moved = L.to_device(batch, "meta")
     assert moved["cubes"].device.type == "meta" and moved["cubes"].dtype == torch.int16
     assert [t.device.type for t in moved["parts"]] == ["meta", "meta"] and moved["name"] == "x"
+
+
+
+# -- every store kind, one batch format -------------------------------------------------------
+@pytest.mark.parametrize("kind", ["fixed", "ragged", "native", "rgb"])
+def test_every_store_kind_through_make_loader(kind, fixed_path, ragged_path, native_path,
+                                              rgb_path):
+    """A whole shuffled epoch through make_loader (threads) equals per-sample plain-zarr reads:
+    one entry per store part named after it, labels and indices alike for every kind."""
+    path = {"fixed": fixed_path, "ragged": ragged_path, "native": native_path,
+            "rgb": rgb_path}[kind]  # fmt: skip
+    parts = {"fixed": ["cubes"], "ragged": ["cubes"], "native": ["luma", "chroma"],
+             "rgb": ["images"]}[kind]  # fmt: skip
+    loader = L.make_loader(path, batch_size=16, seed=5, threads=2)
+    labels = zarr.open_group(str(path), mode="r")["labels"][:]
+    seen = []
+    for batch in _batches(loader):
+        assert set(parts) | {"labels", "indices"} <= set(batch)
+        rows = batch["indices"].tolist()
+        seen += rows
+        assert batch["labels"].dtype == torch.int64
+        assert batch["labels"].tolist() == labels[rows].tolist()
+        for part in parts:
+            for j, r in enumerate(rows):
+                ref = _plain_sample(path, part, r)
+                got = batch[part][j]
+                assert got.dtype == torch.from_numpy(ref).dtype
+                np.testing.assert_array_equal(got.numpy(), ref)
+    assert sorted(seen) == list(range(len(labels)))
+    if kind == "rgb":
+        assert isinstance(loader.store, RGBStore) and batch["images"].dtype == torch.uint8
+
+
+def test_rgb_crops_and_order_match_the_dct_loader(rgb_path):
+    """make_rgb_loader is make_loader: centre crops at (H - h) // 2, random crops at multiples
+    of crop_step drawn from the batch seed, the order of a DCT store of as many rows."""
+    full = np.stack([_plain_sample(rgb_path, "images", r) for r in range(70)])
+    centre = _batches(make_rgb_loader(rgb_path, batch_size=32, shuffle=False, crop_size=(24, 30),
+                                      prefetch=0))  # fmt: skip
+    got = torch.cat([b["images"] for b in centre]).numpy()
+    np.testing.assert_array_equal(got, full[:, :, 8:32, 5:35])
+    rnd = make_rgb_loader(rgb_path, batch_size=32, seed=3, crop_size=(24, 24), crop="random",
+                          crop_step=4)  # fmt: skip
+    offsets = set()
+    for batch in _batches(rnd):
+        for j, r in enumerate(batch["indices"].tolist()):
+            img = batch["images"][j].numpy()
+            hits = [(y, x) for y in range(0, 17, 4) for x in range(0, 17, 4)
+                    if np.array_equal(img, full[r, :, y : y + 24, x : x + 24])]  # fmt: skip
+            assert hits, r
+            offsets.add(hits[0])
+    assert len(offsets) > 8
+    again = torch.cat([b["images"] for b in _batches(rnd)])
+    assert torch.equal(again, torch.cat([b["images"] for b in _batches(rnd)]))
+    order = torch.cat([b["indices"] for b in _batches(rnd)])
+    assert order.tolist() == L.StoreSampler(70, batch_size=32, seed=3).rank_indices().tolist()
+    with pytest.raises(UsageError, match="larger than the stored"):
+        make_rgb_loader(rgb_path, batch_size=4, crop_size=(48, 48))
+    with pytest.raises(UsageError, match="transport"):
+        L.make_loader(rgb_path, batch_size=4, transport=object())
+
+
+def test_subset_rows_and_own_labels(fixed_path):
+    """rows= serves a subset (indices are positions in it), labels= replaces the store's."""
+    rows = np.array([149, 3, 64, 70, 0, 100, 127])
+    maps = np.arange(len(rows) * 6, dtype=np.uint8).reshape(len(rows), 2, 3)
+    loader = L.make_loader(fixed_path, rows=rows, labels=maps, batch_size=3, seed=1, threads=2)
+    seen = []
+    for batch in _batches(loader):
+        pos = batch["indices"].tolist()
+        seen += pos
+        assert batch["labels"].dtype == torch.uint8
+        np.testing.assert_array_equal(batch["labels"].numpy(), maps[pos])
+        for j, p in enumerate(pos):
+            np.testing.assert_array_equal(batch["cubes"][j].numpy(),
+                                          _plain_sample(fixed_path, "cubes", int(rows[p])))
+    assert sorted(seen) == list(range(len(rows))) and len(loader.store_dataset) == len(rows)
+    with pytest.raises(UsageError, match="rows"):
+        L.StoreDataset(fixed_path, rows=[150])
+    with pytest.raises(UsageError, match="labels"):
+        L.StoreDataset(fixed_path, rows=rows, labels=maps[:2])
+
+
+def test_damaged_rgb_store_raises_through_the_loader(rgb_path, tmp_path):
+    """A deleted shard of an RGB store: StoreError naming the samples, never zeros."""
+    import shutil
+
+    damaged = tmp_path / "rgb.zarr"
+    shutil.copytree(rgb_path, damaged)
+    shard = damaged / "images" / "c" / "1" / "0" / "0" / "0"
+    assert shard.is_file()
+    os.remove(shard)
+    loader = L.make_loader(damaged, batch_size=16, shuffle=False, threads=2)
+    with pytest.raises(StoreError, match="sample"):
+        for _ in loader:
+            pass

@@ -34,10 +34,10 @@ from freqdata.trainers.semantic import (
 )
 from freqdata.trainers.semantic_data import (
     SemanticAugment,
-    SemanticLoader,
     build_semantic_data,
     class_table,
     label_geometry,
+    semantic_loader,
 )
 
 runner = CliRunner()
@@ -177,7 +177,7 @@ def test_geometry_keeps_labels_under_their_pixels():
 
 def test_loader_and_joint_flips(stores):
     data = build_semantic_data("dct", stores["dct"], train_masks=stores["masks"], nu_max=8)
-    loader = SemanticLoader(data.train, batch_size=3, shuffle=True, seed=1, drop_last=True)
+    loader = semantic_loader(data.train, batch_size=3, shuffle=True, seed=1, drop_last=True)
     plain = SemanticAugment(data.train.store, train=False)
     aug = SemanticAugment(data.train.store, train=True, seed=5)
     gen = torch.Generator().manual_seed(5)
@@ -205,7 +205,7 @@ def test_loader_and_joint_flips(stores):
 @pytest.mark.parametrize("kind", ["rgb", "dct"])
 def test_joint_random_crops_in_whole_blocks(stores, kind):
     data = build_semantic_data(kind, stores[kind], train_masks=stores["masks"], nu_max=8)
-    batch = next(iter(SemanticLoader(data.train, batch_size=4, shuffle=False)))
+    batch = next(iter(semantic_loader(data.train, batch_size=4, shuffle=False)))
     x0, y0 = SemanticAugment(data.train.store, train=False)(batch)
     x, y = SemanticAugment(data.train.store, train=True, seed=2, crop=40)(batch)
     assert y.shape == (4, 40, 40)

@@ -32,6 +32,7 @@ import pycocotools.mask as mask_utils
 import torch
 
 from freqdata.errors import StoreError, UsageError
+from freqdata.loader import StoreDataset
 from freqdata.masks import full_image_masks, load_coco
 from freqdata.masks.coco import Annotations
 from freqdata.masks.store import match_images
@@ -186,7 +187,8 @@ class MaskData:
     ``max_instances``: instances per image used in training (the first by annotation id;
     None = all). ``stats_store``: the store whose per-channel mean / std normalize the
     images (the training store for validation data; default: ``store`` itself).
-    ``len()`` = images; :meth:`batch` reads a list of image positions.
+    ``len()`` = images; :meth:`batch` reads a list of image positions (one bulk read through
+    :meth:`freqdata.loader.StoreDataset.read_batch`, never one call per image).
     """
 
     def __init__(
@@ -223,6 +225,7 @@ class MaskData:
                 self.anns.append(by_image[iid][:max_instances] if max_instances else by_image[iid])
         if not self.image_ids:
             raise StoreError(f"no image of the annotations is in {store}")
+        self.reader = StoreDataset(self.store, rows=self.rows)  # bulk reads of these rows
         stats = self.store
         if stats_store is not None:
             stats = RGBStore(stats_store) if self.rgb else open_store(stats_store)
@@ -240,14 +243,9 @@ class MaskData:
     def instances(self) -> int:
         return sum(len(a) for a in self.anns)
 
-    def _images(self, rows: list[int]) -> torch.Tensor:
-        if self.rgb:
-            h, w = self.store.grid
-            buf = np.empty((len(rows), 3, h, w), np.uint8)
-            self.store.read(np.asarray(rows, np.int64), buf)
-            x = torch.from_numpy(buf).float()
-        else:
-            x = torch.from_numpy(np.stack([self.store.cube(r) for r in rows])).float()
+    def _images(self, positions: list[int]) -> torch.Tensor:
+        batch = self.reader.read_batch(positions)
+        x = batch[self.reader.parts[0].name].float()
         return (x - self.mean) / self.std
 
     def batch(self, positions: list[int]) -> MaskBatch:
@@ -257,7 +255,7 @@ class MaskData:
         boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)
         boxes[:, 2:] += boxes[:, :2]
         return MaskBatch(
-            images=self._images([self.rows[p] for p in positions]),
+            images=self._images(positions),
             masks=torch.from_numpy(masks),
             boxes=boxes,
             batch_index=torch.tensor(

@@ -69,7 +69,7 @@ from .run import (
     training_state,
     warmup_cosine,
 )
-from .semantic_data import SemanticAugment, SemanticData, SemanticLoader, build_semantic_data
+from .semantic_data import SemanticAugment, SemanticData, build_semantic_data, semantic_loader
 
 __all__ = [
     "SemanticConfig",
@@ -206,7 +206,7 @@ def _evaluate(
     assert data.val is not None
     model.eval()
     aug = SemanticAugment(data.train.store, device, train=False)
-    loader = SemanticLoader(data.val, batch_size=batch_size, shuffle=False, full=True)
+    loader = semantic_loader(data.val, batch_size=batch_size, shuffle=False, full=True)
     k = data.num_classes
     conf = torch.zeros(k, k, dtype=torch.int64, device=device)
     loss = pixels = 0.0
@@ -307,7 +307,7 @@ def train_semantic(
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay,
                          momentum=cfg.momentum)
-    loader = SemanticLoader(data.train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
+    loader = semantic_loader(data.train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
                             drop_last=len(data.train) >= cfg.batch_size)  # fmt: skip
     augment = SemanticAugment(data.train.store, device, train=True, seed=cfg.seed, crop=cfg.crop)
     steps_per_epoch = min(len(loader), SMOKE_STEPS) if cfg.smoke else len(loader)

@@ -28,19 +28,18 @@ a :class:`SemanticSplit` per split:
   ``weak/nu{N}`` grids cover the whole original image, not the crop, so they are not used.
   Validation always uses the full labels.
 
-Batches: :class:`SemanticLoader` reads store rows in freqdata's sampling order
-(:class:`~freqdata.loader.StoreSampler`: seed and epoch) and yields ``{"images" | "cubes",
-"labels" (B, H, W) uint8, "indices" (B,)}``; :class:`SemanticAugment` moves a batch to the
-device, normalizes with the *training* store's statistics and (training) flips image and
-labels together with p = 0.5 (DCT: :func:`freqdata.transforms.hflip`, exact for whole
-blocks), after an optional joint random crop in whole 8x8 blocks (``crop``): the labels of
-a crop are the stored image's labels cut out (the block-wise cells stay those of the whole
+Batches: :func:`semantic_loader` reads the split's store rows through
+:func:`freqdata.make_loader` (its sampling order: seed and epoch; its batch format) and yields
+``{"images" | "cubes", "labels" (B, H, W) uint8, "indices" (B,)}``; :class:`SemanticAugment`
+moves a batch to the device, normalizes with the *training* store's statistics and (training)
+flips image and labels together with p = 0.5 (DCT: :func:`freqdata.transforms.hflip`, exact for
+whole blocks), after an optional joint random crop in whole 8x8 blocks (``crop``): the labels
+of a crop are the stored image's labels cut out (the block-wise cells stay those of the whole
 stored image, as an annotator would have drawn them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +48,11 @@ import numpy as np
 import torch
 
 from freqdata.errors import StoreError, UsageError
-from freqdata.loader import StoreSampler
+from freqdata.loader import StoreLoader, make_loader
 from freqdata.masks.store import MaskStore, match_images, open_mask_store
 from freqdata.masks.weak import IGNORE_INDEX, blockwise
 from freqdata.pixels import _plan, parse_geometry
 from freqdata.store import ImageStore, open_store
-from freqdata.store.reader import read_rows
 from freqdata.transforms import Normalize, channel_info, random_hflip
 
 from .rgb import RGBStore, is_rgb_store
@@ -62,11 +60,11 @@ from .rgb import RGBStore, is_rgb_store
 __all__ = [
     "SemanticAugment",
     "SemanticData",
-    "SemanticLoader",
     "SemanticSplit",
     "build_semantic_data",
     "class_table",
     "label_geometry",
+    "semantic_loader",
 ]
 
 
@@ -232,48 +230,24 @@ def build_semantic_data(
     )  # fmt: skip
 
 
-class SemanticLoader:
-    """Batches of one split in freqdata's sampling order: ``{"cubes"`` (B, C, Hb, Wb) int16
-    (DCT) or ``"images"`` (B, 3, H, W) uint8 (RGB), ``"labels"`` (B, H, W) uint8,
-    ``"indices"`` (B,) int64 positions in the split``}``; ``full`` picks the full labels
-    instead of the training ones."""
-
-    def __init__(
-        self,
-        split: SemanticSplit,
-        *,
-        batch_size: int,
-        shuffle: bool,
-        seed: int = 0,
-        drop_last: bool = False,
-        full: bool = False,
-    ) -> None:
-        self.split = split
-        self.labels = split.full if full else split.train
-        self.sampler = StoreSampler(len(split), batch_size=batch_size, shuffle=shuffle,
-                                    seed=seed, drop_last=drop_last, order="random",
-                                    rank=0, world_size=1)  # fmt: skip
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def _read(self, rows: np.ndarray) -> tuple[str, torch.Tensor]:
-        store = self.split.store
-        if isinstance(store, RGBStore):
-            out = np.empty((len(rows), 3, *store.grid), np.uint8)
-            store.read(rows, out)
-            return "images", torch.from_numpy(out)
-        return "cubes", torch.from_numpy(read_rows(store.group["cubes"], rows))
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for req in self.sampler:
-            pos = np.asarray(req.indices, dtype=np.int64)
-            key, x = self._read(self.split.rows[pos])
-            yield {key: x, "labels": torch.from_numpy(self.labels[pos]),
-                   "indices": torch.from_numpy(pos)}  # fmt: skip
+def semantic_loader(
+    split: SemanticSplit,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    drop_last: bool = False,
+    full: bool = False,
+) -> StoreLoader:
+    """Batches of one split through :func:`freqdata.make_loader` (one rank, freqdata's
+    sampling order): ``cubes`` (B, C, Hb, Wb) int16 (DCT) or ``images`` (B, 3, H, W)
+    uint8 (RGB), ``labels`` (B, H, W) uint8 (the split's training labels; ``full``: the
+    full labels) and ``indices`` (B,) int64 positions in the split."""
+    return make_loader(
+        split.store, rows=split.rows, labels=split.full if full else split.train,
+        batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
+        rank=0, world_size=1,
+    )  # fmt: skip
 
 
 class SemanticAugment:
@@ -301,7 +275,7 @@ class SemanticAugment:
         self.crop = crop
         self.normalize = Normalize.from_store(stats, self.device)
         names = stats.channel_names
-        self.dct = isinstance(stats, ImageStore)
+        self.dct = not isinstance(stats, RGBStore)
         if self.dct:  # odd horizontal frequencies change sign under a flip
             self.odd_u = channel_info(names).odd_u(self.device)
         else:
