@@ -244,7 +244,7 @@ def _blosc_ctx() -> Any:
 def _blosc_decompress(src: np.ndarray, dst: np.ndarray) -> None:
     """Blosc frame ``src`` (uint8) → ``dst`` (C-contiguous, exactly the frame's size)."""
     if len(src) < 16 or int.from_bytes(src[4:8].tobytes(), "little") != dst.nbytes:
-        raise ValueError(f"blosc frame of {dst.nbytes} bytes expected: the store is damaged")
+        raise StoreError(f"blosc frame of {dst.nbytes} bytes expected: the store is damaged")
     fn = _blosc_ctx()
     if fn is None:
         import numcodecs.blosc as nb
@@ -253,4 +253,4 @@ def _blosc_decompress(src: np.ndarray, dst: np.ndarray) -> None:
         return
     got = fn(src.ctypes.data, dst.ctypes.data, dst.nbytes, 1)
     if got != dst.nbytes:
-        raise ValueError(f"blosc decompression failed ({got}): the store is damaged")
+        raise StoreError(f"blosc decompression failed ({got}): the store is damaged")
