@@ -578,6 +578,9 @@ class StoreSampler(Sampler[BatchRequest]):
 
     Yields :class:`BatchRequest` ``(indices (B,) int64, seed)``; ``len()`` is the number of
     batches of this rank in an epoch. :meth:`rank_indices` is the rank's whole epoch order.
+    ``endless``: one iteration runs epochs ``epoch, epoch + 1, ...`` back to back without
+    end, advancing :attr:`epoch` as it goes (benchmarks: a small store does not restart the
+    worker pipeline every few batches).
     """
 
     def __init__(
@@ -594,6 +597,7 @@ class StoreSampler(Sampler[BatchRequest]):
         order: Literal["random", "quasi"] = DEFAULT_ORDER,
         shard_size: int = DEFAULT_SHARD,
         window: int = DEFAULT_WINDOW,
+        endless: bool = False,
     ) -> None:
         if order not in ORDERS:
             raise UsageError(f"unknown order {order!r}: choose one of {', '.join(ORDERS)}")
@@ -611,6 +615,7 @@ class StoreSampler(Sampler[BatchRequest]):
         self.order = order
         self.shard_size = shard_size
         self.window = window
+        self.endless = endless
         if drop_last and n % self.world_size:
             self.num_samples = math.ceil((n - self.world_size) / self.world_size)
         else:
@@ -655,7 +660,7 @@ class StoreSampler(Sampler[BatchRequest]):
             mine[a : a + win] = piece[torch.randperm(len(piece), generator=g2).numpy()]
         return mine
 
-    def __iter__(self) -> Iterator[BatchRequest]:
+    def _epoch(self) -> Iterator[BatchRequest]:
         rows = self.rank_indices()
         ss = np.random.SeedSequence([self.seed, self.epoch, self.rank])
         seeds = ss.generate_state(len(self), dtype=np.uint64)
@@ -663,6 +668,12 @@ class StoreSampler(Sampler[BatchRequest]):
             yield BatchRequest(
                 rows[b * self.batch_size : (b + 1) * self.batch_size], int(seeds[b] >> np.uint64(1))
             )
+
+    def __iter__(self) -> Iterator[BatchRequest]:
+        yield from self._epoch()
+        while self.endless:
+            self.epoch += 1
+            yield from self._epoch()
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -825,6 +836,7 @@ def make_loader(
     transport: Any = None,
     worker_init_fn: Callable[[int], None] | None = None,
     multiprocessing_context: Any = None,
+    endless: bool = False,
 ) -> StoreLoader:
     """A ``DataLoader`` yielding batch dicts (docs/loader.md, "Batch format") from a store:
     an image store (DCT cubes), an RGB store (``images``), or a :class:`StoreDataset`.
@@ -842,7 +854,8 @@ def make_loader(
     ``num_workers > 0``; ``prefetch_factor``: batches in flight per worker or thread (None →
     2). ``drop_last`` drops the uneven tail across ranks and the last incomplete batch.
     ``rows``/``labels``/``crop_blocks``/``crop``/``crop_step``/``chroma_factor``/
-    ``transport``: see :class:`StoreDataset`.
+    ``transport``: see :class:`StoreDataset`; ``endless``: see :class:`StoreSampler`
+    (``len()`` stays one epoch's batches).
     """
     ds = (
         store
@@ -870,6 +883,7 @@ def make_loader(
         order=order,
         shard_size=ds.shard_size,
         window=window,
+        endless=endless,
     )
     if num_workers is None and threads is None:
         n = default_num_workers()

@@ -515,3 +515,14 @@ def test_damaged_rgb_store_raises_through_the_loader(rgb_path, tmp_path):
     with pytest.raises(StoreError, match="sample"):
         for _ in loader:
             pass
+
+
+def test_endless_sampler_chains_epochs():
+    """endless=True: epoch 0's batches, then epoch 1's, ... (what set_epoch gives each)."""
+    it = iter(L.StoreSampler(10, batch_size=4, seed=2, endless=True, order="quasi", shard_size=3))
+    got = [next(it).indices.tolist() for _ in range(9)]  # three epochs of 3 batches
+    want = []
+    for epoch in range(3):
+        s = L.StoreSampler(10, batch_size=4, seed=2, epoch=epoch, order="quasi", shard_size=3)
+        want += [r.indices.tolist() for r in s]
+    assert got == want

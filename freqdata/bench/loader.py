@@ -17,8 +17,9 @@
   decodes straight into it), :func:`freqdata.loader.to_device` (``non_blocking``) and a
   synchronize per batch.
 
-Method: the sampler chains epochs (``set_epoch`` 0, 1, 2, ...) so a small store does not
-restart the worker pipeline every few batches; each timed run builds a fresh loader, takes
+Method: the loader is :func:`~freqdata.loader.make_loader` itself, with ``endless=True``
+(epochs 0, 1, 2, ... back to back) so a small store does not restart the worker pipeline
+every few batches; each timed run builds a fresh loader, takes
 ``2 * max(n, 1)`` warm-up batches, then counts samples for ``seconds``. Rows are
 interleaved within a pass and the figure is the median over ``repeats`` passes.
 ``samples_per_s`` is wall-clock; ``samples_per_cpu_s`` divides by the CPU time of the main
@@ -41,27 +42,16 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
 
 from freqdata.bench.busy import machine_busy_s
 from freqdata.errors import UsageError
-from freqdata.loader import (
-    ORDERS,
-    BatchRequest,
-    StoreDataset,
-    StoreSampler,
-    _Batches,
-    _identity,
-    _PrefetchSampler,
-    _WorkerInit,
-    to_device,
-)
+from freqdata.loader import ORDERS, StoreDataset, StoreSampler, make_loader, to_device
 from freqdata.shards import ShardReader, _blosc_decompress, _pread
 from freqdata.store import ImageStore
 
@@ -78,21 +68,6 @@ __all__ = [
 BASELINE = "per-sample"
 #: samples per CPU-second, fixed dctnet-24 56x56 int16 store (issue 15; stretch 10,000)
 TARGET_PER_CORE = 6000.0
-
-
-class _EpochChain(Sampler[BatchRequest]):
-    """Batches of epochs ``start``, ``start + 1``, ... back to back (endless)."""
-
-    def __init__(self, sampler: StoreSampler, start: int = 0) -> None:
-        self.sampler = sampler
-        self.start = start
-
-    def __iter__(self) -> Iterator[BatchRequest]:
-        epoch = self.start
-        while True:
-            self.sampler.set_epoch(epoch)
-            yield from self.sampler
-            epoch += 1
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -141,7 +116,8 @@ def _per_sample_run(path: str, batch_size: int, seconds: float, seed: int) -> di
 def _zarr_runs_run(path: str, batch_size: int, seconds: float, seed: int) -> dict[str, Any]:
     ds = StoreDataset(path)
     ds._readers = {ds.parts[0].name: ds.store.group[ds.parts[0].name]}  # force the zarr path
-    sampler = _EpochChain(StoreSampler(len(ds), batch_size=batch_size, seed=seed, drop_last=True))
+    sampler = StoreSampler(len(ds), batch_size=batch_size, seed=seed, drop_last=True,
+                           rank=0, world_size=1, endless=True)  # fmt: skip
     it = iter(sampler)
     ds.read_batch(next(it).indices)
     meter = _Meter([])
@@ -163,29 +139,21 @@ def _loader_run(
     transport: Any = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    ds = StoreDataset(path, transport=transport)
-    sampler = StoreSampler(
-        len(ds),
+    loader = make_loader(
+        path,
         batch_size=batch_size,
         seed=seed,
-        order=order,
+        order=order,  # type: ignore[arg-type]
         drop_last=True,
-        shard_size=ds.shard_size,
-    )
-    batches = _Batches(ds, threads)
-    source: Sampler = _EpochChain(sampler)
-    if threads:
-        ds.pin_memory = device is not None
-        source = _PrefetchSampler(source, batches, 2 * threads)  # type: ignore[arg-type]
-    loader = DataLoader(
-        batches,
-        batch_size=None,
-        sampler=source,
+        rank=0,
+        world_size=1,
         num_workers=workers,
-        collate_fn=_identity,
-        pin_memory=device is not None and not threads,
-        worker_init_fn=_WorkerInit(None),
-        prefetch_factor=2 if workers else None,
+        threads=threads,
+        pin_memory=device is not None,
+        persistent_workers=False,
+        prefetch_factor=2,
+        transport=transport,
+        endless=True,
     )
     it = iter(loader)
 
