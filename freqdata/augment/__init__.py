@@ -17,6 +17,8 @@ One idea per module (docs/loader.md, "Augmentation", states every exactness cont
   a comparison: same boxes, same kernel);
 * :mod:`~freqdata.augment.onthefly` — the on-the-fly reference: JPEGs decoded in CPU
   workers, random-resized crop + flip on the pixels, then the DCT (no store).
+* :mod:`~freqdata.augment.targets` — boxes, instance masks and label maps moved with a
+  resized crop + flip (for detection, mask and segmentation targets).
 
 Every function takes raw coefficients ``(B, C, Hb, Wb)`` (a store's values, before
 :func:`freqdata.transforms.normalize`) and the store's channel names.
