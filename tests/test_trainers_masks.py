@@ -500,9 +500,10 @@ def test_mask_data_batches(mask_stores, data_dir):
     for m, box in zip(b.masks.numpy(), b.boxes.numpy(), strict=True):
         ys, xs = np.nonzero(m)
         assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-    # images are the store's cubes normalized with the chosen store's statistics
-    cube = torch.from_numpy(d.store.cube(d.rows[0])).float()
-    torch.testing.assert_close(b.images[0] * d.std + d.mean, cube, rtol=0, atol=1e-3)
+    # images are the store's cubes (one bulk read) normalized with the chosen statistics
+    for j, p in enumerate([0, 1]):
+        cube = torch.from_numpy(d.store.cube(d.rows[p])).float()
+        torch.testing.assert_close(b.images[j] * d.std + d.mean, cube, rtol=0, atol=1e-3)
     v = MaskData(mask_stores["val"], COCO_ANN / "instances_val2017.json",
                  stats_store=mask_stores["train"])  # fmt: skip
     assert torch.equal(v.mean, d.mean) and torch.equal(v.std, d.std)
