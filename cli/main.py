@@ -30,6 +30,7 @@ from freqdata.cli.common import (
     plain_help,
     reported,
 )
+from freqdata.cli.gpu_check import gpu_check_cmd
 from freqdata.cli.masks import encode_masks_cmd
 from freqdata.cli.quality import quality_app
 from freqdata.cli.train import train_app
@@ -62,6 +63,7 @@ app.add_typer(encode_app, name="encode")
 app.add_typer(bench_app, name="bench")
 app.add_typer(quality_app, name="quality")
 app.add_typer(train_app, name="train")
+app.command("gpu-check")(gpu_check_cmd)
 encode_app.command("masks")(encode_masks_cmd)
 
 @encode_app.command("images")

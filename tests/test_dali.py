@@ -316,6 +316,7 @@ def test_gpu_pipeline_refused_without_cuda(data_dir: Path) -> None:
         DaliCubeLoader(_files()[:2], device="gpu")
 
 
+@pytest.mark.gpu
 @needs_cuda
 def test_gpu_pipeline_matches_cpu_pipeline(data_dir: Path) -> None:
     """nvJPEG + GPU resize/crop + CUDA torch DCT against the CPU pipeline (same steps)."""
@@ -333,6 +334,7 @@ def test_gpu_pipeline_matches_cpu_pipeline(data_dir: Path) -> None:
     assert d.mean() < 0.5 and np.percentile(d, 99.9) <= 4 and d.max() <= 16
 
 
+@pytest.mark.gpu
 @needs_cuda
 def test_gpu_train_pipeline_is_seeded(data_dir: Path) -> None:
     files = _files()

@@ -25,7 +25,10 @@ from freqdata.masks import (  # noqa: E402
 VAL = DATA / "coco" / "coco-mini" / "instances_val2017.json"
 IMAGES = [139, 350679, 217285, 183709]
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)"),
+])]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
