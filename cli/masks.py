@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from freqdata.cli.common import EXIT_OK, EXIT_SOME_FAILED, console, fail, human, int_list
-from freqdata.errors import DataError
+from freqdata.errors import DataError, UsageError
 from freqdata.limits import DEFAULT_MAX_PIXELS
 
 
@@ -84,24 +84,29 @@ def encode_masks_cmd(
             import distributed  # noqa: F401
         except ImportError as e:
             fail(f"--scheduler needs dask[distributed] ({e})")
-    with Progress(TextColumn("[bold]encoding masks"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("images"), TextColumn("[red]{task.fields[failed]} failed"),
-                  TimeElapsedColumn(), console=console, disable=quiet) as bar:
-        task = bar.add_task("encode", total=None, failed=0)
+    bar = Progress(TextColumn("[bold]encoding masks"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("images"), TextColumn("[red]{task.fields[failed]} failed"),
+                   TimeElapsedColumn(), console=console, disable=quiet)
+    tasks: list[Any] = []  # the bar appears with the first progress report, after validation
 
-        def on_progress(done: int, total: int, failed: int) -> None:
-            bar.update(task, completed=done, total=total, failed=failed)
+    def on_progress(done: int, total: int, failed: int) -> None:
+        if not tasks:
+            bar.start()
+            tasks.append(bar.add_task("encode", total=None, failed=0))
+        bar.update(tasks[0], completed=done, total=total, failed=failed)
 
-        try:
-            summary = encode_masks(annotations, out, into=into, k=k, n=n, method=method,
-                                   patch=patch, weak=nus, include_crowd=include_crowd,
-                                   overwrite=overwrite, resume=resume, scheduler=scheduler,
-                                   on_progress=on_progress, max_pixels=max_pixels)
-        except DataError as e:  # a store that cannot be used (resume, --into): exit 1
-            console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
-            raise typer.Exit(EXIT_SOME_FAILED) from None
-        except (ValueError, FileExistsError, FileNotFoundError) as e:  # UsageError and options
-            fail(str(e))
+    try:
+        summary = encode_masks(annotations, out, into=into, k=k, n=n, method=method,
+                               patch=patch, weak=nus, include_crowd=include_crowd,
+                               overwrite=overwrite, resume=resume, scheduler=scheduler,
+                               on_progress=on_progress, max_pixels=max_pixels)
+    except DataError as e:  # a store that cannot be used (resume, --into): exit 1
+        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        raise typer.Exit(EXIT_SOME_FAILED) from None
+    except (UsageError, FileExistsError, FileNotFoundError) as e:  # bad options or files
+        fail(str(e))
+    finally:
+        bar.stop()
     table = Table(title=f"freqdata encode masks → {summary.out}", show_header=False)
     reasons: dict[str, int] = {}
     for e in summary.errors:

@@ -444,9 +444,9 @@ def load_instances(
     every instance is checked first (module docstring) and skipped with its reason.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise UsageError(f"method must be one of {METHODS}, got {method!r}")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise UsageError(f"k must be >= 1, got {k}")
     dataset = load_coco(annotations)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in dataset["images"]}
     kept: list[dict[str, Any]] = []

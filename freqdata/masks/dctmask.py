@@ -23,6 +23,7 @@ from functools import cache
 import numpy as np
 
 from freqdata.dct import dct_matrix, zigzag
+from freqdata.errors import UsageError
 
 __all__ = ["dct_decode", "dct_encode"]
 
@@ -32,9 +33,9 @@ def _plan(k: int, n: int) -> tuple[int, int, np.ndarray, np.ndarray]:
     """``(r, c, v, u)``: the first n zigzag positions ``(v, u)`` (each ``(n,)`` int64) of a
     k x k grid and the bounding block ``v < r``, ``u < c``."""
     if k < 1:
-        raise ValueError(f"mask size k must be >= 1, got {k}")
+        raise UsageError(f"mask size k must be >= 1, got {k}")
     if not 1 <= n <= k * k:
-        raise ValueError(f"n must be in [1, {k * k}] for {k}x{k} masks, got {n}")
+        raise UsageError(f"n must be in [1, {k * k}] for {k}x{k} masks, got {n}")
     zz = zigzag(k)[:n]
     v, u = zz // k, zz % k
     v.setflags(write=False)
@@ -70,7 +71,7 @@ def dct_encode(
     """
     x = np.asarray(masks)
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"masks must be (..., K, K), got shape {x.shape}")
+        raise UsageError(f"masks must be (..., K, K), got shape {x.shape}")
     k = x.shape[-1]
     r, c, v, u = _plan(k, n)
     lead = x.shape[:-2]
@@ -104,7 +105,7 @@ def dct_decode(
     """
     vec = np.asarray(vectors)
     if vec.ndim < 1:
-        raise ValueError("vectors must be (..., n)")
+        raise UsageError("vectors must be (..., n)")
     n = vec.shape[-1]
     r, c, v, u = _plan(k, n)
     lead = vec.shape[:-1]

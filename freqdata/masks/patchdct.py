@@ -22,6 +22,7 @@ from functools import cache
 import numpy as np
 
 from freqdata.dct import dct_matrix, zigzag
+from freqdata.errors import UsageError
 
 __all__ = ["BACKGROUND", "FOREGROUND", "MIXED", "patch_decode", "patch_encode"]
 
@@ -33,7 +34,7 @@ def _patch_basis(patch: int, dims: int) -> np.ndarray:
     """(dims, patch*patch) float64: rows of ``kron(D, D)`` at the first ``dims`` zigzag
     positions (row ``8v+u`` maps a row-major patch to coefficient ``(v, u)``)."""
     if not 1 <= dims <= patch * patch:
-        raise ValueError(f"dims must be in [1, {patch * patch}], got {dims}")
+        raise UsageError(f"dims must be in [1, {patch * patch}], got {dims}")
     d = dct_matrix(patch)
     b = np.kron(d, d)[zigzag(patch)[:dims]]
     b.setflags(write=False)
@@ -44,7 +45,7 @@ def _patches(x: np.ndarray, patch: int) -> np.ndarray:
     """``(M, H, W)`` → ``(M, H/p, W/p, p*p)`` row-major patches."""
     m, h, w = x.shape
     if h % patch or w % patch:
-        raise ValueError(f"{h}x{w} masks are not a whole number of {patch}x{patch} patches")
+        raise UsageError(f"{h}x{w} masks are not a whole number of {patch}x{patch} patches")
     x = x.reshape(m, h // patch, patch, w // patch, patch).transpose(0, 1, 3, 2, 4)
     return x.reshape(m, h // patch, w // patch, patch * patch)
 
@@ -65,7 +66,7 @@ def patch_encode(
     if single:
         x = x[None]
     if x.ndim != 3:
-        raise ValueError(f"masks must be (M, H, W), got shape {x.shape}")
+        raise UsageError(f"masks must be (M, H, W), got shape {x.shape}")
     binary = x if x.dtype == np.bool_ else x >= 0.5
     blocks = _patches(binary, patch)
     counts = blocks.sum(axis=-1, dtype=np.int64)
@@ -89,7 +90,7 @@ def patch_decode(vectors: np.ndarray, labels: np.ndarray, patch: int = 8) -> np.
     if single:
         vec, lab = vec[None], lab[None]
     if vec.shape[:-1] != lab.shape or lab.ndim != 3:
-        raise ValueError(f"vectors (M, Hp, Wp, dims) and labels (M, Hp, Wp) disagree: "
+        raise UsageError(f"vectors (M, Hp, Wp, dims) and labels (M, Hp, Wp) disagree: "
                          f"{vec.shape}, {lab.shape}")
     pix = vec @ _patch_basis(patch, vec.shape[-1])  # (M, Hp, Wp, p*p)
     pix[lab == BACKGROUND] = 0.0

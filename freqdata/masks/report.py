@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from freqdata.errors import UsageError
 from freqdata.masks.coco import (
     Annotations,
     MaskInstances,
@@ -117,7 +118,7 @@ def mask_to_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarr
     outside the image = background (module docstring)."""
     m = np.asarray(mask) != 0
     if m.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got {m.shape}")
+        raise UsageError(f"mask must be (H, W), got {m.shape}")
     d = boundary_distance(m.shape, dilation_ratio)
     out = np.zeros(m.shape, dtype=bool)
     box = _bbox(m, d + 1)
@@ -132,7 +133,7 @@ def boundary_iou(a: np.ndarray, b: np.ndarray, dilation_ratio: float = 0.02) -> 
     comes from the image size ``(H, W)`` (:func:`boundary_distance`)."""
     x, y = np.asarray(a) != 0, np.asarray(b) != 0
     if x.shape != y.shape or x.ndim not in (2, 3):
-        raise ValueError(f"masks must be matching (M, H, W) or (H, W): {x.shape}, {y.shape}")
+        raise UsageError(f"masks must be matching (M, H, W) or (H, W): {x.shape}, {y.shape}")
     single = x.ndim == 2
     if single:
         x, y = x[None], y[None]
@@ -286,11 +287,11 @@ def masks_quality(
     ks = sorted({int(k) for k in ks})
     ns = sorted({int(n) for n in ns})
     if not ks or not ns or ks[0] < 1 or ns[0] < 1:
-        raise ValueError(f"need K >= 1 and n >= 1, got ks={ks}, ns={ns}")
+        raise UsageError(f"need K >= 1 and n >= 1, got ks={ks}, ns={ns}")
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        raise UsageError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if boundary and protocol != "full-image":
-        raise ValueError("boundary IoU is measured with the full-image protocol only")
+        raise UsageError("boundary IoU is measured with the full-image protocol only")
     clean, errors = validate_annotations(annotations, image_ids)
     images = [int(im["id"]) for im in clean["images"]]
     by_image: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
@@ -694,7 +695,7 @@ def weak_quality(
     """
     nus = sorted({int(v) for v in nus})
     if not nus or nus[0] < 0:
-        raise ValueError(f"nu_max values must be >= 0, got {nus}")
+        raise UsageError(f"nu_max values must be >= 0, got {nus}")
     clean, errors = validate_annotations(annotations, image_ids)
     mapping = category_mapping(clean)
     c = mapping.num_classes

@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from freqdata.errors import UsageError
+
 __all__ = ["crop_resize", "paste_masks"]
 
 
@@ -79,9 +81,9 @@ def crop_resize(
         m_arr = m_arr[None]
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if m_arr.ndim != 3 or m_arr.shape[0] != b.shape[0]:
-        raise ValueError(f"masks (M, H, W) and boxes (M, 4) disagree: {m_arr.shape}, {b.shape}")
+        raise UsageError(f"masks (M, H, W) and boxes (M, 4) disagree: {m_arr.shape}, {b.shape}")
     if sampling_ratio < 0:
-        raise ValueError(f"sampling_ratio must be >= 0, got {sampling_ratio}")
+        raise UsageError(f"sampling_ratio must be >= 0, got {sampling_ratio}")
     _, h_img, w_img = m_arr.shape
     out = np.zeros((b.shape[0], k, k), dtype=np.float64)
     for i, (x0, y0, x1, y1) in enumerate(b):
@@ -137,7 +139,7 @@ def paste_masks(
         s = s[None]
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if s.ndim != 3 or s.shape[1] != s.shape[2] or s.shape[0] != b.shape[0]:
-        raise ValueError(f"soft (M, K, K) and boxes (M, 4) disagree: {s.shape}, {b.shape}")
+        raise UsageError(f"soft (M, K, K) and boxes (M, 4) disagree: {s.shape}, {b.shape}")
     h_img, w_img = int(image_size[0]), int(image_size[1])
     k = s.shape[1]
     out = np.zeros((s.shape[0], h_img, w_img), dtype=bool)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from freqdata.dct import dct_matrix
-from freqdata.errors import InputError
+from freqdata.errors import InputError, UsageError
 from freqdata.masks.dctmask import _basis_t, _plan
 
 __all__ = ["dct_encode_rle", "rle_counts", "rle_problem"]
@@ -158,10 +158,10 @@ def dct_encode_rle(
     ``dct_encode(decoded masks, n)`` (float64 computation, cast to ``dtype``)."""
     m = len(rles)
     if m == 0:
-        raise ValueError("no RLEs given (the mask size K would be unknown)")
+        raise UsageError("no RLEs given (the mask size K would be unknown)")
     sizes = {tuple(int(s) for s in r["size"]) for r in rles}
     if len(sizes) != 1 or (sz := sizes.pop())[0] != sz[1]:
-        raise ValueError(f"RLEs must all be square and of one size, got sizes {sizes or sz}")
+        raise UsageError(f"RLEs must all be square and of one size, got sizes {sizes or sz}")
     k = sz[0]
     r, c, v, u = _plan(k, n)
     counts, offsets = rle_counts(rles)
@@ -174,7 +174,7 @@ def dct_encode_rle(
     sums = np.bincount(owner, weights=counts, minlength=m) if counts.size else np.zeros(m)
     if not np.all(sums == k * k):
         bad = int(np.flatnonzero(sums != k * k)[0])
-        raise ValueError(f"RLE {bad} covers {int(sums[bad])} pixels, not {k}x{k}")
+        raise UsageError(f"RLE {bad} covers {int(sums[bad])} pixels, not {k}x{k}")
     idx = np.arange(counts.size) - offsets[:-1][owner]
     fg = (idx % 2 == 1) & (counts > 0)
     s, e, mk = start[fg], stop[fg], owner[fg]

@@ -154,7 +154,7 @@ def category_mapping(annotations: Annotations) -> CategoryMapping:
     cats = sorted((int(c["id"]), str(c.get("name", c["id"])))
                   for c in dataset.get("categories", []))
     if len(cats) >= IGNORE_INDEX:
-        raise ValueError(f"{len(cats)} categories do not fit in uint8 labels with ignore 255")
+        raise UsageError(f"{len(cats)} categories do not fit in uint8 labels with ignore 255")
     return CategoryMapping(tuple(c for c, _ in cats), tuple(n for _, n in cats))
 
 
@@ -345,7 +345,7 @@ def category_maps(
     cannot be decoded is left out and reported to ``on_error(annotation, reason)``.
     """
     if crowd not in ("ignore", "category", "skip"):
-        raise ValueError(f"crowd must be 'ignore', 'category' or 'skip', got {crowd!r}")
+        raise UsageError(f"crowd must be 'ignore', 'category' or 'skip', got {crowd!r}")
     dataset = load_coco(annotations)
     mapping = mapping or category_mapping(dataset)
     keep = None if ann_ids is None else {int(i) for i in ann_ids}
@@ -510,9 +510,9 @@ def _image_store_index(into: str | Path, images: list[dict[str, Any]]) -> np.nda
     try:
         s = open_store(into)
     except Exception as e:  # missing path, not a Zarr group, not an image store
-        raise ValueError(f"{into} is not a freqdata image store: {e}") from None
+        raise UsageError(f"{into} is not a freqdata image store: {e}") from None
     if not s.complete:
-        raise ValueError(f"image store {into} is incomplete: finish (resume) it first")
+        raise UsageError(f"image store {into} is incomplete: finish (resume) it first")
     return match_images(s.paths, [im.get("file_name") for im in images],
                         [im["id"] for im in images])
 
@@ -666,20 +666,20 @@ def encode_masks(
     """
     t0 = time.perf_counter()
     if (out is None) == (into is None):
-        raise ValueError("give exactly one of out (a new store) and into (an image store)")
+        raise UsageError("give exactly one of out (a new store) and into (an image store)")
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise UsageError(f"method must be one of {METHODS}, got {method!r}")
     if k < 1 or not 1 <= n <= k * k:
-        raise ValueError(f"need k >= 1 and 1 <= n <= k*k, got k={k}, n={n}")
+        raise UsageError(f"need k >= 1 and 1 <= n <= k*k, got k={k}, n={n}")
     nus = sorted({int(v) for v in weak})
     if any(v < 0 for v in nus):
-        raise ValueError(f"nu_max values must be >= 0, got {list(weak)}")
+        raise UsageError(f"nu_max values must be >= 0, got {list(weak)}")
     if crowd not in ("ignore", "category", "skip"):
-        raise ValueError(f"crowd must be 'ignore', 'category' or 'skip', got {crowd!r}")
+        raise UsageError(f"crowd must be 'ignore', 'category' or 'skip', got {crowd!r}")
     if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other")
+        raise UsageError("resume and overwrite exclude each other")
     if batch_images < 1:
-        raise ValueError(f"batch_images must be >= 1, got {batch_images}")
+        raise UsageError(f"batch_images must be >= 1, got {batch_images}")
     raw = load_coco(annotations)
     mapping = category_mapping(raw)
     clean, errors = validate_annotations(raw, image_ids, max_pixels=max_pixels)
@@ -687,7 +687,7 @@ def encode_masks(
     image_index = (_image_store_index(into, images) if into is not None
                    else np.full(len(images), -1, dtype=np.int64))
     if into is not None and images and not (image_index >= 0).any():
-        raise ValueError(f"none of the {len(images)} annotated images is in the image store "
+        raise UsageError(f"none of the {len(images)} annotated images is in the image store "
                          f"{into} (matched by file name and COCO id)")
     path = Path(into) / SUBGROUP if into is not None else Path(str(out))
     if into is not None and path.exists() and not (overwrite or resume):
@@ -805,14 +805,14 @@ def _reopen(path: Path, config: dict[str, Any]) -> tuple[zarr.Group, Progress]:
         g = zarr.open_group(str(path), mode="r+", zarr_format=3)
         attrs = g.attrs["freqdata"]
     except Exception as e:
-        raise ValueError(f"cannot resume {path}: not a freqdata mask store ({e})") from None
+        raise UsageError(f"cannot resume {path}: not a freqdata mask store ({e})") from None
     if attrs.get("format") != FORMAT:
-        raise ValueError(f"cannot resume {path}: not a freqdata mask store")
+        raise UsageError(f"cannot resume {path}: not a freqdata mask store")
     old = {key: v for key, v in attrs["config"].items() if key != "freqdata_version"}
     new = {key: v for key, v in config.items() if key != "freqdata_version"}
     if old != new:
         diff = sorted(key for key in new.keys() | old.keys() if old.get(key) != new.get(key))
-        raise ValueError(f"cannot resume {path}: it was written with other annotations or "
+        raise UsageError(f"cannot resume {path}: it was written with other annotations or "
                          f"options ({', '.join(diff)} differ); use --overwrite")
     return g, Progress(**attrs["progress"])
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from freqdata.errors import UsageError
 from freqdata.masks.dctmask import _basis_t, _plan
 
 __all__ = ["crop_resize_torch", "dct_decode_torch", "dct_encode_torch", "torch_targets"]
@@ -53,7 +54,7 @@ def dct_encode_torch(masks: torch.Tensor, n: int = 300) -> torch.Tensor:
     integer input). Two batched GEMMs with only the needed basis rows.
     """
     if masks.dim() < 2 or masks.shape[-1] != masks.shape[-2]:
-        raise ValueError(f"masks must be (..., K, K), got shape {tuple(masks.shape)}")
+        raise UsageError(f"masks must be (..., K, K), got shape {tuple(masks.shape)}")
     x = _floating(masks)
     k = x.shape[-1]
     lead = x.shape[:-2]
@@ -128,9 +129,9 @@ def crop_resize_torch(
     in [0, 1] for binary masks.
     """
     if masks.dim() != 3:
-        raise ValueError(f"masks must be (G, H, W), got shape {tuple(masks.shape)}")
+        raise UsageError(f"masks must be (G, H, W), got shape {tuple(masks.shape)}")
     if sampling_ratio < 1:
-        raise ValueError(f"sampling_ratio must be >= 1 here, got {sampling_ratio}")
+        raise UsageError(f"sampling_ratio must be >= 1 here, got {sampling_ratio}")
     b = boxes.to(masks.device)
     b = b if b.is_floating_point() else b.to(torch.float32)
     b = b.reshape(-1, 4)
@@ -138,18 +139,18 @@ def crop_resize_torch(
     g, h, w = masks.shape
     if mask_index is None:
         if g != m:
-            raise ValueError(f"{g} masks for {m} boxes: pass mask_index")
+            raise UsageError(f"{g} masks for {m} boxes: pass mask_index")
         index = torch.arange(m, device=masks.device)
     else:
         index = mask_index.to(device=masks.device, dtype=torch.int64).reshape(-1)
         if index.shape[0] != m:
-            raise ValueError(f"mask_index has {index.shape[0]} entries for {m} boxes")
+            raise UsageError(f"mask_index has {index.shape[0]} entries for {m} boxes")
     if image_sizes is None:
         sizes = torch.tensor([h, w], device=masks.device).expand(m, 2)
     else:
         sizes = image_sizes.to(device=masks.device, dtype=torch.int64).reshape(-1, 2)
         if sizes.shape[0] != g:
-            raise ValueError(f"image_sizes has {sizes.shape[0]} rows for {g} masks")
+            raise UsageError(f"image_sizes has {sizes.shape[0]} rows for {g} masks")
         sizes = sizes[index]
     s = sampling_ratio
     flat = masks.reshape(-1)

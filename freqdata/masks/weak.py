@@ -28,6 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from freqdata.errors import UsageError
+
 __all__ = [
     "IGNORE_INDEX",
     "blockwise",
@@ -47,7 +49,7 @@ def grid_size(nu_max: int, size: int) -> int:
     ``min(2*nu_max + 1, size)`` (the paper's ``2*nu_max + 1`` for 513-pixel crops, capped at
     one cell per pixel)."""
     if nu_max < 0:
-        raise ValueError(f"nu_max must be >= 0, got {nu_max}")
+        raise UsageError(f"nu_max must be >= 0, got {nu_max}")
     return min(2 * int(nu_max) + 1, int(size))
 
 
@@ -73,7 +75,7 @@ def blockwise(
     """
     lab = np.asarray(label_map)
     if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"label_map must be a 2-D integer array, got {lab.dtype} {lab.shape}")
+        raise UsageError(f"label_map must be a 2-D integer array, got {lab.dtype} {lab.shape}")
     h, w = lab.shape
     gy, gx = grid_size(nu_max, h), grid_size(nu_max, w)
     if gy == h and gx == w:
@@ -98,7 +100,7 @@ def _one_hot_present(
     valid = np.ones(lab.shape, bool) if ignore_index is None else lab != ignore_index
     bad = valid & ((lab < 0) | (lab >= num_classes))
     if bad.any():
-        raise ValueError(f"labels outside [0, {num_classes}) other than ignore_index")
+        raise UsageError(f"labels outside [0, {num_classes}) other than ignore_index")
     present = np.unique(lab[valid])
     return [(int(c), (lab == c).astype(np.float64)) for c in present]
 
@@ -136,7 +138,7 @@ def _band_sums(
     scalar = np.ndim(nu_max) == 0
     nus = np.atleast_1d(np.asarray(nu_max, dtype=np.int64))
     if (nus < 0).any():
-        raise ValueError("nu_max must be >= 0")
+        raise UsageError("nu_max must be >= 0")
     radius = _band_radius(spectrum.shape)
     per_radius = np.bincount(radius.ravel(), weights=spectrum.ravel())
     cumulative = np.cumsum(per_radius)
@@ -178,7 +180,7 @@ def ce_spectrum(
     logp = _log_softmax(logits)
     lab = np.asarray(labels)
     if logp.ndim != 3 or logp.shape[1:] != lab.shape:
-        raise ValueError(f"logits (C, H, W) and labels (H, W) disagree: {logp.shape}, {lab.shape}")
+        raise UsageError(f"logits (C, H, W) and labels (H, W) disagree: {logp.shape}, {lab.shape}")
     h, w = lab.shape
     e = np.zeros((h, w), dtype=np.float64)
     for c, y in _one_hot_present(lab, logp.shape[0], ignore_index):
@@ -213,7 +215,7 @@ def miou(
     ``target`` is not ``ignore_index``): ``mean_c |P_c & T_c| / |P_c | T_c|``."""
     p, t = np.asarray(pred).ravel(), np.asarray(target).ravel()
     if p.shape != t.shape:
-        raise ValueError(f"pred and target shapes differ: {pred.shape}, {target.shape}")
+        raise UsageError(f"pred and target shapes differ: {pred.shape}, {target.shape}")
     if ignore_index is not None:
         keep = t != ignore_index
         p, t = p[keep], t[keep]
