@@ -315,7 +315,8 @@ def single_threaded_blas() -> Iterator[dict[str, Any]]:
     if threadpool_limits is not None:
         before = [(i.get("filepath"), i.get("num_threads")) for i in threadpool_info()]
         with threadpool_limits(limits=1, user_api="blas"):
-            yield {"method": "threadpoolctl", "libraries": [p for p, _ in before],
+            yield {"method": "threadpoolctl",
+                   "libraries": [os.path.basename(p or "") for p, _ in before],
                    "threads_before": [n for _, n in before], "threads_during": 1}
         return
     handles = _openblas_handles()
@@ -325,7 +326,7 @@ def single_threaded_blas() -> Iterator[dict[str, Any]]:
     try:
         yield {
             "method": "openblas-ctypes" if handles else "none",
-            "libraries": [p for p, _, _ in handles],
+            "libraries": [os.path.basename(p) for p, _, _ in handles],  # no machine paths
             "threads_before": before,
             "threads_during": [get() for _, _, get in handles],
         }
@@ -415,7 +416,7 @@ def _libjpeg_versions() -> dict[str, str]:
         except OSError:
             continue
         if m:
-            out[path] = m.group(1).decode()
+            out[os.path.basename(path)] = m.group(1).decode()  # no machine paths
     return out
 
 
