@@ -126,6 +126,13 @@ def classify_cmd(
     geometry: Annotated[
         str, typer.Option(help="The on-the-fly encoding's crop geometry (resnet, S:C).")
     ] = "resnet",
+    keep_preset: Annotated[
+        str | None,
+        typer.Option(
+            help="With --augment on a DCT store holding more channels: the model reads this "
+            "preset's (e.g. a dctnet-48 store, --keep-preset dctnet-24)."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Run folder (log, checkpoint, heat map).")] = Path(
         "runs/classify"
     ),
@@ -152,6 +159,7 @@ def classify_cmd(
         weight_decay=weight_decay, label_smoothing=label_smoothing,
         warmup_epochs=warmup_epochs, seed=seed, crop=crop, transport=transport, out=str(out),
         augment=augment, box_step=box_step, preset=preset, geometry=geometry,
+        keep_preset=keep_preset,
         resume=resume,
         overwrite=overwrite, device=device, amp=amp, channels_last=channels_last, threads=threads,
         torch_threads=torch_threads, smoke=smoke,

@@ -229,3 +229,18 @@ def test_resumed_augmented_run_equals_the_uninterrupted_one(stores, tmp_path, ar
     resumed = train_classify(cfg("cut", resume=True))
     for k in ("train_loss", "val_loss", "lr"):
         assert full["final"][k] == pytest.approx(resumed["final"][k], rel=1e-5, abs=1e-6), k
+
+
+def test_keep_preset_crops_with_all_stored_channels_and_returns_the_models(stores):
+    kw = dict(batch_size=2, seed=1, crop=40, threads=0, augment="standard")
+    full = build_pipeline("dct", stores["all-train"], **kw)
+    kept = build_pipeline("dct", stores["all-train"], keep_preset="dctnet-24", **kw)
+    assert kept.in_channels == 24 and kept.bytes_per_sample == full.bytes_per_sample
+    names = full.channel_names
+    pick = [names.index(n) for n in kept.channel_names]
+    for bf, bk in zip(full.train, kept.train, strict=True):
+        xf, _ = full.augment_train(bf)
+        xk, _ = kept.augment_train(bk)
+        assert torch.equal(xk, xf[:, pick])
+    with pytest.raises(ValueError, match="needs --input dct"):
+        build_pipeline("dct", stores["all-train"], keep_preset="dctnet-24", batch_size=2)

@@ -96,6 +96,7 @@ class ClassifyConfig:
     box_step: int = 1  # the --augment boxes' pixel lattice
     preset: str = "dctnet-24"  # an image folder --store: encoded on the fly with these
     geometry: str = "resnet"
+    keep_preset: str | None = None  # --augment: the model reads these channels of the store
     out: str = "runs/classify"
     resume: bool = False
     overwrite: bool = False  # replace a run already in out (else refused unless resume)
@@ -113,7 +114,7 @@ class ClassifyConfig:
 # what must match for a checkpoint to be resumed
 _RESUME_KEYS = ("store", "model", "input", "gate", "conv", "width", "batch_size", "optimizer",
                 "seed", "crop", "transport", "epochs", "warmup_epochs", "smoke", "augment",
-                "box_step", "preset", "geometry")  # fmt: skip
+                "box_step", "preset", "geometry", "keep_preset")  # fmt: skip
 CONVS = ("conv", "fdconv")
 
 
@@ -208,6 +209,7 @@ def train_classify(
         cfg.input, cfg.store, cfg.val_store, batch_size=cfg.batch_size, seed=cfg.seed,
         crop=cfg.crop, transport=cfg.transport, device=device, threads=cfg.threads,
         augment=cfg.augment, box_step=cfg.box_step, preset=cfg.preset, geometry=cfg.geometry,
+        keep_preset=cfg.keep_preset,
     )  # fmt: skip
     kw: dict[str, Any] = {}
     if cfg.width is not None:

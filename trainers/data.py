@@ -59,6 +59,7 @@ from freqdata.augment.sampling import draw_boxes
 from freqdata.errors import UsageError
 from freqdata.loader import make_loader
 from freqdata.pixels import parse_geometry
+from freqdata.presets import resolve_preset
 from freqdata.store import ImageStore, open_store
 from freqdata.transforms import DeviceAugment
 from freqdata.transport import Int8Transport, transport_bytes
@@ -117,6 +118,7 @@ def build_pipeline(
     box_step: int = 1,
     preset: str = "dctnet-24",
     geometry: str = "resnet",
+    keep_preset: str | None = None,
 ) -> Pipeline:
     """Build the loaders and device transforms for ``input`` ``"dct"`` or ``"rgb"``.
 
@@ -129,7 +131,11 @@ def build_pipeline(
     ``"randaugment"`` (device RandomResizedCrop + flip to ``crop``, on a store with a fixed
     grid); ``box_step``: the boxes' pixel lattice (module docstring). ``preset`` /
     ``geometry``: the encoding of an image folder read on the fly (module docstring).
+    ``keep_preset`` (DCT with ``augment``): the model reads this preset's channels, cropped
+    from a store that holds more (docs/loader.md, "Stores for training").
     """
+    if keep_preset is not None and (augment == "none" or input != "dct"):
+        raise UsageError("--keep-preset needs --input dct and --augment standard|randaugment")
     if augment not in RECIPES:
         raise UsageError(f"unknown augment {augment!r}: choose one of {', '.join(RECIPES)}")
     vbs = val_batch_size or batch_size
@@ -158,7 +164,7 @@ def build_pipeline(
         raise UsageError(f"input must be 'dct' or 'rgb', got {input!r}")
     if augment != "none":
         return _dct_augmented(train_store, val_store, batch_size, vbs, seed, crop, transport,
-                              device, threads, augment, box_step)  # fmt: skip
+                              device, threads, augment, box_step, keep_preset)  # fmt: skip
     return _dct(train_store, val_store, batch_size, vbs, seed, crop, transport, device, threads)
 
 
@@ -331,6 +337,7 @@ def _dct_augmented(
     threads: int,
     augment: str,
     box_step: int,
+    keep_preset: str | None,
 ) -> Pipeline:
     train = _open_dct(train_path)
     grid = _dct_grid(train)
@@ -356,7 +363,11 @@ def _dct_augmented(
             raise UsageError(f"--augment needs a validation store with a fixed grid: {val_path}")
         val_crop = eval_crop_for(val.config)
         val_loader = make_loader(val, batch_size=val_batch_size, shuffle=False, seed=seed, **kw)
-    common = dict(size=size, recipe=augment, seed=seed, transport=tr)
+    keep = None
+    if keep_preset is not None:
+        p = resolve_preset(keep_preset)
+        keep = [f"Y{k}" for k in p.y] + [f"Cb{k}" for k in p.cb] + [f"Cr{k}" for k in p.cr]
+    common = dict(size=size, recipe=augment, seed=seed, transport=tr, keep=keep)
     aug_train = TrainAugment(train, device, train=True, box_step=box_step, **common)
     aug_val = TrainAugment(train, device, train=False, eval_crop=val_crop, **common)
     return Pipeline(
@@ -365,11 +376,11 @@ def _dct_augmented(
         val=val_loader,
         augment_train=aug_train,
         augment_val=aug_val,
-        in_channels=c,
+        in_channels=len(keep) if keep is not None else c,
         spatial=size,
         num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
         class_names=list(train.class_names),
-        channel_names=list(train.channel_names),
+        channel_names=keep if keep is not None else list(train.channel_names),
         bytes_per_sample=transport_bytes(transport, (c, *grid)),
         info={
             "store_kind": "dct",
@@ -379,6 +390,7 @@ def _dct_augmented(
             "augment": augment,
             "output_blocks": list(size),
             "box_step": box_step,
+            "keep_preset": keep_preset,
             "eval_crop": val_crop,
             "transport": transport,
             "train_samples": len(train),

@@ -69,8 +69,10 @@ class TrainAugment(DeviceAugment):
     ``eval_crop``: module docstring; ``kernel``, ``scale``, ``ratio``: of the resized crop;
     ``transport``: the loader's, if any; ``box_step``: training boxes on a ``box_step``-pixel
     lattice (:func:`~freqdata.augment.sampling.draw_boxes`: the same boxes as an RGB arm at
-    ``1 / box_step`` of this resolution). ``targets``: labels ``(B,)`` int64, or soft
-    ``(B, num_classes)`` float32 with a ``mix``.
+    ``1 / box_step`` of this resolution); ``keep``: channel names to return (default all):
+    a store holding more channels than the model reads crops with all of them (fewer
+    unstored frequencies folded in) and hands on the model's. ``targets``: labels ``(B,)``
+    int64, or soft ``(B, num_classes)`` float32 with a ``mix``.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class TrainAugment(DeviceAugment):
         seed: int = 0,
         transport: Any = None,
         box_step: int = 1,
+        keep: list[str] | None = None,
     ) -> None:
         if recipe not in RECIPES:
             raise UsageError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
@@ -116,6 +119,13 @@ class TrainAugment(DeviceAugment):
         self.mix = mix if random else None
         self.num_classes, self.mix_alpha = num_classes, mix_alpha
         self.mix_generator = torch.Generator().manual_seed(seed + 2)
+        self.keep: list[int] | None = None
+        if keep is not None:
+            names = list(store.channel_names)
+            missing = [n for n in keep if n not in names]
+            if missing:
+                raise UsageError(f"the store does not hold channels {missing[:4]}")
+            self.keep = [names.index(n) for n in keep]
 
     def __call__(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.raw(batch)
@@ -130,6 +140,8 @@ class TrainAugment(DeviceAugment):
             x = resized_crop(x, self.names, centre_boxes(sizes, self.eval_crop), self.size,
                              self.kernel)  # fmt: skip
         x = self.normalize(x)
+        if self.keep is not None:
+            x = x[:, self.keep]
         labels = batch["labels"].to(self.device, non_blocking=True)
         if self.mix == "mixup":
             x, labels, _ = mixup(x, labels, self.num_classes, self.mix_alpha, self.mix_generator)
