@@ -2,7 +2,8 @@
 
 The one batch iterator of freqdata's stores: DCT image stores and RGB stores
 (:mod:`freqdata.store.rgb`) alike, or a subset of a store's rows (``rows=``, with per-sample
-targets ``labels=``); the trainers read through it (docs/loader.md, "Batch format").
+targets ``labels=``), and the instances of mask stores (:class:`MaskDataset`); the trainers
+read through it (docs/loader.md, "Batch format").
 
 The API (``make_loader`` is all most training loops need)::
 
@@ -112,7 +113,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from freqdata.errors import StoreError, UsageError
 from freqdata.shards import ShardReader, samples_text
 from freqdata.store import ImageStore, Part
-from freqdata.store.reader import read_checked
+from freqdata.store.layout import storage_rows
+from freqdata.store.reader import read_checked, read_rows
 from freqdata.store.rgb import RGBStore, is_rgb_store
 
 __all__ = [
@@ -120,6 +122,7 @@ __all__ = [
     "DEFAULT_ORDER",
     "ORDERS",
     "BatchRequest",
+    "MaskDataset",
     "StoreDataset",
     "StoreLoader",
     "StoreSampler",
@@ -537,6 +540,80 @@ class StoreDataset(Dataset):
         }
 
 
+class MaskDataset(Dataset):
+    """The instances of a mask store (docs/masks.md) with the reader protocol of
+    :class:`StoreDataset`, so :func:`make_loader` serves them like an image store.
+
+    :meth:`read_batch` ``(positions)`` → ``{"vectors"`` ``(B, n)`` float32 DCT-Mask vectors,
+    ``"patch_vectors"`` ``(B, 14, 14, 6)`` float32 and ``"patch_labels"`` ``(B, 14, 14)``
+    uint8 (stores encoded with patches), ``"labels"`` ``(B,)`` int64 COCO category ids,
+    ``"boxes"`` ``(B, 4)`` float64 xywh, ``"image_ids"`` ``(B,)`` int64, ``"indices"``
+    ``(B,)`` int64 instance rows``}``: one zarr call per array and batch (absent or damaged
+    chunks raise :class:`~freqdata.errors.StoreError`). ``store``: a
+    :class:`~freqdata.masks.store.MaskStore`, a mask store's path or an image store holding
+    one (``--into``). Opened lazily in each process, as :class:`StoreDataset`.
+    """
+
+    def __init__(self, store: Any) -> None:
+        from freqdata.masks.store import MaskStore
+
+        self._store: Any = store if isinstance(store, MaskStore) else MaskStore(store)
+        self.path = self._store.path
+        self._pid = os.getpid()
+        self.patch = bool(self._store.config["patch"])
+        self.shard_size = storage_rows(self._store.vectors)
+        self.pin_memory = False  # unused: batches are fresh arrays (not pinned in thread mode)
+        self._n = len(self._store)
+
+    @property
+    def store(self) -> Any:
+        """The opened :class:`~freqdata.masks.store.MaskStore` (reopened after a fork)."""
+        if self._store is None or self._pid != os.getpid():
+            from freqdata.masks.store import MaskStore
+
+            self._store = MaskStore(self.path)
+            self._pid = os.getpid()
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_store": None}
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``(M,)`` int64 COCO category id of every instance."""
+        return self.store.category_ids
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        batch = self.read_batch(indices)
+        return [{k: v[j] for k, v in batch.items()} for j in range(len(indices))]
+
+    def read_batch(
+        self, indices: Sequence[int] | np.ndarray, seed: int | None = None
+    ) -> dict[str, Any]:
+        """Instance rows ``indices`` (any order, repeats allowed) as one batch dict (class
+        docstring); ``seed`` is accepted for the loader's protocol and unused."""
+        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < -self._n or rows.max() >= self._n):
+            raise IndexError(f"instance out of range for a store of {self._n}")
+        rows = rows % max(self._n, 1)
+        s = self.store
+        out: dict[str, Any] = {"vectors": torch.from_numpy(read_rows(s.vectors, rows))}
+        if self.patch:
+            out["patch_vectors"] = torch.from_numpy(read_rows(s.patch_vectors, rows))
+            out["patch_labels"] = torch.from_numpy(read_rows(s.patch_labels, rows))
+        out["labels"] = torch.from_numpy(s.category_ids[rows].astype(np.int64))
+        out["boxes"] = torch.from_numpy(s.boxes[rows].astype(np.float64))
+        out["image_ids"] = torch.from_numpy(s.image_ids[rows].astype(np.int64))
+        out["indices"] = torch.from_numpy(rows.copy())
+        return out
+
+
 def _zarr_rows(arr: Any, rows: np.ndarray, out: np.ndarray) -> None:
     """Fallback for non-local/unsupported arrays: one zarr call per run of consecutive rows."""
     order = np.argsort(rows, kind="stable")
@@ -686,14 +763,15 @@ class StoreSampler(Sampler[BatchRequest]):
 # --------------------------------------------------------------------------------------------
 class _Batches(Dataset):
     """Adapter: ``batches[BatchRequest]`` → ``dataset.read_batch(...)`` (DataLoader with
-    ``batch_size=None`` calls it once per batch, in a worker process or in the main one).
+    ``batch_size=None`` calls it once per batch, in a worker process or in the main one;
+    ``dataset``: a :class:`StoreDataset` or :class:`MaskDataset`).
 
     Thread mode (``threads > 0``, main process only): :meth:`submit` starts reading a batch
     in a thread pool ahead of time (:class:`_PrefetchSampler` does, ``depth`` batches
     ahead); ``batches[req]`` then waits for that result. Decoding releases the GIL.
     """
 
-    def __init__(self, dataset: StoreDataset, threads: int = 0) -> None:
+    def __init__(self, dataset: StoreDataset | MaskDataset, threads: int = 0) -> None:
         self.dataset = dataset
         self.threads = threads
         self._pending: dict[int, tuple[BatchRequest, Future]] = {}
@@ -786,12 +864,12 @@ class _WorkerInit:
 class StoreLoader(DataLoader):
     """A ``DataLoader`` over a :class:`StoreSampler` with :meth:`set_epoch`."""
 
-    store_dataset: StoreDataset
+    store_dataset: StoreDataset | MaskDataset
 
     @property
-    def store(self) -> ImageStore:
-        """The store read (an :class:`~freqdata.store.ImageStore` or
-        :class:`~freqdata.store.rgb.RGBStore`)."""
+    def store(self) -> Any:
+        """The store read (an :class:`~freqdata.store.ImageStore`,
+        :class:`~freqdata.store.rgb.RGBStore` or :class:`~freqdata.masks.store.MaskStore`)."""
         return self.store_dataset.store
 
     def set_epoch(self, epoch: int) -> None:
@@ -811,7 +889,7 @@ def default_num_workers() -> int:
 
 
 def make_loader(
-    store: str | Path | ImageStore | StoreDataset,
+    store: str | Path | ImageStore | StoreDataset | MaskDataset | Any,
     *,
     batch_size: int,
     shuffle: bool = True,
@@ -839,7 +917,9 @@ def make_loader(
     endless: bool = False,
 ) -> StoreLoader:
     """A ``DataLoader`` yielding batch dicts (docs/loader.md, "Batch format") from a store:
-    an image store (DCT cubes), an RGB store (``images``), or a :class:`StoreDataset`.
+    an image store (DCT cubes), an RGB store (``images``), a :class:`StoreDataset`, or the
+    instances of a mask store (a :class:`~freqdata.masks.store.MaskStore` or a
+    :class:`MaskDataset`; a path always opens the image store).
 
     ``rank``/``world_size``: None reads them from ``torch.distributed`` when initialised
     (else 0/1); every rank gets a disjoint, equal-size share (DistributedSampler semantics).
@@ -857,9 +937,18 @@ def make_loader(
     ``transport``: see :class:`StoreDataset`; ``endless``: see :class:`StoreSampler`
     (``len()`` stays one epoch's batches).
     """
+    from freqdata.masks.store import MaskStore
+
+    if isinstance(store, MaskStore):
+        store = MaskDataset(store)
+    if isinstance(store, MaskDataset) and (
+        rows is not None or labels is not None or crop_blocks or chroma_factor or transport
+    ):
+        raise UsageError("rows, labels, crops, chroma_factor and transport apply to image "
+                         "stores, not to the instances of a mask store")  # fmt: skip
     ds = (
         store
-        if isinstance(store, StoreDataset)
+        if isinstance(store, (StoreDataset, MaskDataset))
         else StoreDataset(
             store,
             rows=rows,

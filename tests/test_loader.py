@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import ANTS_BEES
+from conftest import ANTS_BEES, DATA
 from torch.utils.data import DataLoader, DistributedSampler
 
 from freqdata import loader as L
@@ -526,3 +526,51 @@ def test_endless_sampler_chains_epochs():
         s = L.StoreSampler(10, batch_size=4, seed=2, epoch=epoch, order="quasi", shard_size=3)
         want += [r.indices.tolist() for r in s]
     assert got == want
+
+
+@pytest.fixture(scope="module")
+def mask_path(tmp_path_factory, data_dir):
+    """A mask store (vectors, patches) of the instances of six COCO val images."""
+    from freqdata.masks import encode_masks, load_coco
+
+    val = load_coco(DATA / "coco" / "coco-mini" / "instances_val2017.json")
+    keep = sorted(int(im["id"]) for im in val["images"])[:6]
+    out = tmp_path_factory.mktemp("masks") / "m.zarr"
+    encode_masks(val, out, image_ids=keep, n=64, k=64, patch=True)
+    return out
+
+
+def test_mask_store_instances_through_make_loader(mask_path, tmp_path):
+    """make_loader over a mask store's instances: every batch equals plain-zarr reads, one
+    epoch covers every instance once; a vectors chunk with flipped bytes raises StoreError."""
+    from freqdata.masks.store import open_mask_store
+
+    g = zarr.open_group(str(mask_path), mode="r")
+    n = int(g.attrs["freqdata"]["progress"]["samples"])
+    assert n > 10
+    loader = L.make_loader(open_mask_store(mask_path), batch_size=4, seed=1, threads=2)
+    seen = []
+    for batch in _batches(loader):
+        rows = batch["indices"].tolist()
+        seen += rows
+        np.testing.assert_array_equal(batch["vectors"].numpy(), g["vectors"][rows])
+        np.testing.assert_array_equal(batch["patch_vectors"].numpy(), g["patch/vectors"][rows])
+        np.testing.assert_array_equal(batch["patch_labels"].numpy(), g["patch/labels"][rows])
+        assert batch["labels"].tolist() == g["category_ids"][rows].tolist()
+        assert batch["image_ids"].tolist() == g["image_ids"][rows].tolist()
+        np.testing.assert_array_equal(batch["boxes"].numpy(), g["boxes"][rows])
+    assert sorted(seen) == list(range(n))
+    with pytest.raises(UsageError, match="mask store"):
+        L.make_loader(open_mask_store(mask_path), batch_size=4, crop_blocks=(2, 2))
+    import shutil
+
+    damaged = tmp_path / "m.zarr"
+    shutil.copytree(mask_path, damaged)
+    chunk = sorted(p for p in (damaged / "vectors" / "c").rglob("*") if p.is_file())[0]
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    loader = L.make_loader(open_mask_store(damaged), batch_size=4, shuffle=False, threads=2)
+    with pytest.raises(StoreError, match="vectors"):  # at read time, in the loader
+        for _ in loader:
+            pass
