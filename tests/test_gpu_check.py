@@ -71,3 +71,14 @@ def test_usage_errors(tmp_path):
 def test_machine_names_the_gpu():
     info = gpu_check.machine_info()
     assert info["cuda_available"] and info["gpu"] and info["torch_cuda"]
+
+
+def test_issue_mask_target_only_on_cuda():
+    rows = {"torch-targets": {"masks_per_s": 2.5e6}}
+    t = gpu_check._issue_mask_target({"rows": rows, "torch": {"device": "cuda:0"}})
+    assert t["pass"] is True and t["value"] == 2.5e6 and t["limit"] == 1e6
+    t = gpu_check._issue_mask_target({"rows": {"torch-targets": {"masks_per_s": 5e5}},
+                                      "torch": {"device": "cuda:0"}})  # fmt: skip
+    assert t["pass"] is False
+    t = gpu_check._issue_mask_target({"rows": rows, "torch": {"device": "cpu"}})
+    assert t["pass"] is None and t["value"] is None

@@ -236,6 +236,23 @@ def _load(path: Path) -> Any:
         return None
 
 
+#: issue 17's target for the torch mask encoder on a GPU (300 coefficients at K = 128)
+TARGET_CUDA_MASKS_PER_S = 1_000_000.0
+
+
+def _issue_mask_target(result: dict[str, Any]) -> dict[str, Any]:
+    """The ``torch-targets`` row (crop, resize and DCT of every mask, on CUDA) against
+    :data:`TARGET_CUDA_MASKS_PER_S`, in ``bench masks``' target format."""
+    row = result.get("rows", {}).get("torch-targets") or {}
+    on_gpu = (result.get("torch") or {}).get("device", "").startswith("cuda")
+    value = row.get("masks_per_s") if on_gpu else None
+    return {"name": "issue17-cuda-masks", "row": "torch-targets", "value": value,
+            "limit": TARGET_CUDA_MASKS_PER_S,
+            "pass": None if value is None else value >= TARGET_CUDA_MASKS_PER_S,
+            "text": f"torch-targets >= {TARGET_CUDA_MASKS_PER_S:,.0f} masks/s on CUDA "
+                    f"(300 coefficients, K = 128)"}  # fmt: skip
+
+
 def _target(t: dict[str, Any]) -> str:
     """``PASS``/``FAIL``/``N/A`` and the text of one benchmark target."""
     tag = "N/A" if t.get("pass") is None else "PASS" if t["pass"] else "FAIL"
@@ -384,6 +401,8 @@ def run_gpu_check(
             rec = _run(step, [*cli, "bench", "masks", str(ann), *sizes.masks, "--json",
                               str(js)], out, limit)  # fmt: skip
             rec["result"] = _load(js)
+            if rec["result"] and not cpu:
+                rec["result"]["targets"].append(_issue_mask_target(rec["result"]))
         else:  # train-throughput
             if stores is None:
                 done(step, {"status": "skipped", "reason": "no stores (step stores failed)"})
