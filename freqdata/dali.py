@@ -447,12 +447,12 @@ class DaliCubeLoader:
         c = self.preset.channels
         self._norm: tuple[torch.Tensor, torch.Tensor] | None = None
         if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
+            raise UsageError("give both mean and std, or neither")
         if mean is not None and std is not None:
             m = torch.as_tensor(np.asarray(mean, np.float32), device=self.device)
             s = torch.as_tensor(np.asarray(std, np.float32), device=self.device)
             if m.shape != (c,) or s.shape != (c,):
-                raise ValueError(f"mean/std must have {c} entries (one per channel)")
+                raise UsageError(f"mean/std must have {c} entries (one per channel)")
             self._norm = (m.view(c, 1, 1), s.view(c, 1, 1))
 
     @property
