@@ -26,6 +26,9 @@ and flips on every arm for a seed, evaluation on the centre 0.875 of the square)
   the device (``--augment standard``);
 * ``dct448-aug``: dctnet-24 512 → 512 stored, RandomResizedCrop to 56x56 blocks in the DCT
   domain on the device (``--augment standard --box-step 2``: the RGB arm's boxes, doubled);
+* ``dct448-aug48``: the same from a dctnet-48 store, the model reading its dctnet-24
+  channels (``--keep-preset dctnet-24``; docs/loader.md, "Stores for training": the
+  recommended training store);
 * ``dct448-fly``: dctnet-24 encoded on the fly from the JPEGs (``--store`` the image folder,
   ``--geometry resnet``): RandomResizedCrop + flip on the pixels of the whole image, then
   the DCT (DCTNet's training transform); validation 512 → centre 448, also on the fly.
@@ -66,6 +69,7 @@ class Arm:
     augment: str = "none"
     box_step: int = 1
     on_the_fly: bool = False  # read the image folders, no store
+    keep_preset: str | None = None  # the model's channels of a larger store
 
     def store_name(self, split: str) -> str:
         tag = "rgb" if self.kind == "rgb" else f"{self.preset}"
@@ -88,6 +92,9 @@ ARMS: dict[str, Arm] = {
             "rgb", "256:256", 224, augment="standard"),
         Arm("dct448-aug", "DCT-24 from 448, RandomResizedCrop + flip in the DCT domain "
             "(512 -> 512 stored)", "dct", "512:512", 448, augment="standard", box_step=2),
+        Arm("dct448-aug48", "DCT-24 from 448, RandomResizedCrop + flip in the DCT domain on a "
+            "dctnet-48 store (512 -> 512), model reads dctnet-24", "dct", "512:512", 448,
+            preset="dctnet-48", augment="standard", box_step=2, keep_preset="dctnet-24"),
         Arm("dct448-fly", "DCT-24 from 448, RandomResizedCrop + flip on the pixels, encoded on "
             "the fly (DCTNet's transform)", "dct", "resnet", 448, augment="standard",
             on_the_fly=True),
@@ -130,6 +137,8 @@ def command(cfg: ClassifyConfig) -> str:
         parts += ["--augment", cfg.augment]
     if cfg.box_step != 1:
         parts += ["--box-step", str(cfg.box_step)]
+    if cfg.keep_preset:
+        parts += ["--keep-preset", cfg.keep_preset]
     if not (Path(cfg.store) / "zarr.json").is_file():
         parts += ["--preset", cfg.preset, "--geometry", cfg.geometry]
     if cfg.gate:
@@ -212,6 +221,7 @@ def run_experiment(
                 out=str(work / "runs" / f"{a}-seed{seed}"), resume=True,
                 torch_threads=torch_threads, augment=arm.augment, box_step=arm.box_step,
                 preset=arm.preset, geometry=arm.geometry, threads=workers if arm.on_the_fly else 1,
+                keep_preset=arm.keep_preset,
             )  # fmt: skip
             log_path = Path(cfg.out) / "log.jsonl"
             if not _finished(log_path, epochs):  # finished runs are kept, others resumed
@@ -287,7 +297,7 @@ def measure_throughput(
         pipe = build_pipeline(arm.kind, train, None, batch_size=batch_size, crop=arm.crop,
                               transport=arm.transport, augment=arm.augment,
                               box_step=arm.box_step, preset=arm.preset,
-                              geometry=arm.geometry)  # fmt: skip
+                              geometry=arm.geometry, keep_preset=arm.keep_preset)  # fmt: skip
         torch.manual_seed(0)
         model = create_model("resnet18", input=arm.kind, num_classes=pipe.num_classes,
                              in_channels=pipe.in_channels if arm.kind == "dct" else None,
