@@ -41,6 +41,7 @@ from freqdata.augment import resized_crop
 from freqdata.augment.sampling import draw_boxes
 from freqdata.bench.augment import preset_channels
 from freqdata.dct import block_dct
+from freqdata.errors import UsageError
 from freqdata.transforms import channel_info
 
 __all__ = ["main", "measure_training_stores", "stored_bytes"]
@@ -102,7 +103,7 @@ def measure_training_stores(
             for preset in presets:
                 names, _ = preset_channels(preset)
                 if not set(t_names) <= set(names):
-                    raise ValueError(f"{preset} does not hold the channels of {target}")
+                    raise UsageError(f"{preset} does not hold the channels of {target}")
                 pick = [names.index(n) for n in t_names]
                 cube = torch.from_numpy(
                     encode_image(f, preset, "pixels", f"{s}:{s}").astype(np.float64)
