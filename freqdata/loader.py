@@ -104,7 +104,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -121,6 +121,7 @@ __all__ = [
     "DEFAULT_MODE",
     "DEFAULT_ORDER",
     "ORDERS",
+    "BatchReader",
     "BatchRequest",
     "MaskDataset",
     "StoreDataset",
@@ -249,6 +250,22 @@ class _Pool:
             view = slot[0].view()
             slot[1] = weakref.ref(view)
         return torch.from_numpy(view)
+
+
+@runtime_checkable
+class BatchReader(Protocol):
+    """The reader protocol :func:`make_loader` serves: ``len()`` samples and
+    ``read_batch(positions, seed)`` → one batch dict (docs/loader.md, "Batch format"), read
+    in bulk. :class:`StoreDataset` and :class:`MaskDataset` implement it; so can a reader of
+    anything else (e.g. :class:`freqdata.augment.onthefly.JpegDataset`). Optional attributes
+    the loader uses when present: ``shard_size`` (rows per shard, for ``order="quasi"``) and
+    ``pin_memory`` (set in thread mode: allocate batches pinned)."""
+
+    def __len__(self) -> int: ...
+
+    def read_batch(
+        self, indices: Sequence[int] | np.ndarray, seed: int | None = None
+    ) -> dict[str, Any]: ...
 
 
 class BatchRequest(NamedTuple):
@@ -764,14 +781,14 @@ class StoreSampler(Sampler[BatchRequest]):
 class _Batches(Dataset):
     """Adapter: ``batches[BatchRequest]`` → ``dataset.read_batch(...)`` (DataLoader with
     ``batch_size=None`` calls it once per batch, in a worker process or in the main one;
-    ``dataset``: a :class:`StoreDataset` or :class:`MaskDataset`).
+    ``dataset``: a :class:`BatchReader`).
 
     Thread mode (``threads > 0``, main process only): :meth:`submit` starts reading a batch
     in a thread pool ahead of time (:class:`_PrefetchSampler` does, ``depth`` batches
     ahead); ``batches[req]`` then waits for that result. Decoding releases the GIL.
     """
 
-    def __init__(self, dataset: StoreDataset | MaskDataset, threads: int = 0) -> None:
+    def __init__(self, dataset: BatchReader, threads: int = 0) -> None:
         self.dataset = dataset
         self.threads = threads
         self._pending: dict[int, tuple[BatchRequest, Future]] = {}
@@ -864,7 +881,7 @@ class _WorkerInit:
 class StoreLoader(DataLoader):
     """A ``DataLoader`` over a :class:`StoreSampler` with :meth:`set_epoch`."""
 
-    store_dataset: StoreDataset | MaskDataset
+    store_dataset: BatchReader
 
     @property
     def store(self) -> Any:
@@ -889,7 +906,7 @@ def default_num_workers() -> int:
 
 
 def make_loader(
-    store: str | Path | ImageStore | StoreDataset | MaskDataset | Any,
+    store: str | Path | ImageStore | BatchReader | Any,
     *,
     batch_size: int,
     shuffle: bool = True,
@@ -917,9 +934,9 @@ def make_loader(
     endless: bool = False,
 ) -> StoreLoader:
     """A ``DataLoader`` yielding batch dicts (docs/loader.md, "Batch format") from a store:
-    an image store (DCT cubes), an RGB store (``images``), a :class:`StoreDataset`, or the
-    instances of a mask store (a :class:`~freqdata.masks.store.MaskStore` or a
-    :class:`MaskDataset`; a path always opens the image store).
+    an image store (DCT cubes), an RGB store (``images``), the instances of a mask store (a
+    :class:`~freqdata.masks.store.MaskStore`; a path always opens the image store), or any
+    :class:`BatchReader` (:class:`StoreDataset`, :class:`MaskDataset`, ...).
 
     ``rank``/``world_size``: None reads them from ``torch.distributed`` when initialised
     (else 0/1); every rank gets a disjoint, equal-size share (DistributedSampler semantics).
@@ -941,14 +958,15 @@ def make_loader(
 
     if isinstance(store, MaskStore):
         store = MaskDataset(store)
-    if isinstance(store, MaskDataset) and (
+    reader = isinstance(store, BatchReader)
+    if reader and (
         rows is not None or labels is not None or crop_blocks or chroma_factor or transport
     ):
-        raise UsageError("rows, labels, crops, chroma_factor and transport apply to image "
-                         "stores, not to the instances of a mask store")  # fmt: skip
-    ds = (
+        raise UsageError("rows, labels, crops, chroma_factor and transport are options of an "
+                         "image store's StoreDataset; give them to the reader itself")  # fmt: skip
+    ds: Any = (
         store
-        if isinstance(store, (StoreDataset, MaskDataset))
+        if reader
         else StoreDataset(
             store,
             rows=rows,
@@ -970,7 +988,7 @@ def make_loader(
         world_size=world_size,
         drop_last=drop_last,
         order=order,
-        shard_size=ds.shard_size,
+        shard_size=getattr(ds, "shard_size", DEFAULT_SHARD),
         window=window,
         endless=endless,
     )
@@ -986,7 +1004,7 @@ def make_loader(
     if persistent_workers is None:
         persistent_workers = num_workers > 0
     batches = _Batches(ds, threads)
-    if threads > 0:
+    if threads > 0 and hasattr(ds, "pin_memory"):
         ds.pin_memory = pin_memory  # decode straight into pinned memory
         depth = threads * (prefetch_factor or 2)
         source: Sampler = _PrefetchSampler(sampler, batches, depth)

@@ -560,7 +560,7 @@ def test_mask_store_instances_through_make_loader(mask_path, tmp_path):
         assert batch["image_ids"].tolist() == g["image_ids"][rows].tolist()
         np.testing.assert_array_equal(batch["boxes"].numpy(), g["boxes"][rows])
     assert sorted(seen) == list(range(n))
-    with pytest.raises(UsageError, match="mask store"):
+    with pytest.raises(UsageError, match="StoreDataset"):
         L.make_loader(open_mask_store(mask_path), batch_size=4, crop_blocks=(2, 2))
     import shutil
 
@@ -574,3 +574,20 @@ def test_mask_store_instances_through_make_loader(mask_path, tmp_path):
     with pytest.raises(StoreError, match="vectors"):  # at read time, in the loader
         for _ in loader:
             pass
+
+
+def test_any_batch_reader_goes_through_make_loader(data_dir):
+    """make_loader serves any BatchReader: the on-the-fly JPEG dataset in threads gives the
+    batches of its own loader (same order and training draws for the same seed)."""
+    from freqdata.augment.onthefly import JpegDataset, make_jpeg_loader
+
+    ds = JpegDataset(ANTS_BEES / "val", "dctnet-6", "64:48", train=True)
+    assert isinstance(ds, L.BatchReader)
+    n = len(ds)
+    ours = _batches(L.make_loader(ds, batch_size=16, seed=4, threads=2, rank=0, world_size=1))
+    ref = _batches(make_jpeg_loader(ds, batch_size=16, seed=4))
+    assert len(ours) == len(ref) == -(-n // 16)
+    for a, b in zip(ours, ref, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
