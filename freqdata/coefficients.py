@@ -55,7 +55,7 @@ def upsample_matrix(factor: int, phase: int) -> np.ndarray:
     ``U[m, n] = 1`` where ``n = (8 * phase + m) // factor``.
     """
     if factor not in (1, 2, 4) or not 0 <= phase < factor:
-        raise ValueError(f"unsupported upsampling factor {factor} / phase {phase}")
+        raise UsageError(f"unsupported upsampling factor {factor} / phase {phase}")
     u = np.zeros((BLOCK, BLOCK))
     m = np.arange(BLOCK)
     u[m, (BLOCK * phase + m) // factor] = 1.0

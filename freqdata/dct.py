@@ -19,6 +19,8 @@ from functools import cache
 
 import numpy as np
 
+from freqdata.errors import UsageError
+
 BLOCK = 8
 LEVEL_SHIFT = 128.0
 
@@ -71,7 +73,7 @@ def blockify(plane: np.ndarray) -> np.ndarray:
     """Split ``(..., H, W)`` (H, W multiples of 8) into ``(..., Hb, Wb, 64)`` row-major blocks."""
     *lead, h, w = plane.shape
     if h % BLOCK or w % BLOCK:
-        raise ValueError(f"plane of {h}x{w} is not a whole number of {BLOCK}x{BLOCK} blocks")
+        raise UsageError(f"plane of {h}x{w} is not a whole number of {BLOCK}x{BLOCK} blocks")
     hb, wb = h // BLOCK, w // BLOCK
     x = plane.reshape(*lead, hb, BLOCK, wb, BLOCK)
     x = np.moveaxis(x, -3, -2)  # (..., hb, wb, 8, 8)
@@ -115,6 +117,6 @@ def block_idct(coef: np.ndarray, *, level_shift: bool = True) -> np.ndarray:
     """
     c = np.moveaxis(np.asarray(coef, dtype=np.float64), -3, -1)
     if c.shape[-1] != BLOCK * BLOCK:
-        raise ValueError(f"block_idct needs all 64 coefficients, got {c.shape[-1]}")
+        raise UsageError(f"block_idct needs all 64 coefficients, got {c.shape[-1]}")
     x = unblockify(c @ _block_basis())
     return x + LEVEL_SHIFT if level_shift else x

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from freqdata.dct import BLOCK, LEVEL_SHIFT, _block_basis
+from freqdata.errors import UsageError
 
 
 def _basis(
@@ -39,7 +40,7 @@ def block_dct(
     x = _float(plane)
     *lead, h, w = x.shape
     if h % BLOCK or w % BLOCK:
-        raise ValueError(f"plane of {h}x{w} is not a whole number of {BLOCK}x{BLOCK} blocks")
+        raise UsageError(f"plane of {h}x{w} is not a whole number of {BLOCK}x{BLOCK} blocks")
     hb, wb = h // BLOCK, w // BLOCK
     if level_shift:
         x = x - LEVEL_SHIFT
@@ -54,7 +55,7 @@ def block_idct(coef: torch.Tensor, *, level_shift: bool = True) -> torch.Tensor:
     """
     c = _float(coef).movedim(-3, -1)
     if c.shape[-1] != BLOCK * BLOCK:
-        raise ValueError(f"block_idct needs all 64 coefficients, got {c.shape[-1]}")
+        raise UsageError(f"block_idct needs all 64 coefficients, got {c.shape[-1]}")
     *lead, hb, wb, _ = c.shape
     x = (c @ _basis(None, c)).reshape(*lead, hb, wb, BLOCK, BLOCK).transpose(-3, -2)
     x = x.reshape(*lead, hb * BLOCK, wb * BLOCK)

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from freqdata.coefficients import upsample_matrix
 from freqdata.dct import BLOCK
+from freqdata.errors import UsageError
 
 __all__ = [
     "ChannelInfo",
@@ -96,7 +97,7 @@ def channel_info(names: Sequence[str]) -> ChannelInfo:
     for n in names:
         m = _NAME.match(n)
         if not m or not 0 <= int(m.group(2)) < BLOCK * BLOCK:
-            raise ValueError(f"not a DCT channel name: {n!r} (expected Y<k>, Cb<k>, Cr<k>)")
+            raise UsageError(f"not a DCT channel name: {n!r} (expected Y<k>, Cb<k>, Cr<k>)")
         comp.append(_COMPONENTS[m.group(1)])
         ks.append(int(m.group(2)))
     return ChannelInfo(np.array(comp, dtype=np.int64), np.array(ks, dtype=np.int64))
@@ -150,7 +151,7 @@ def _check_size(x: torch.Tensor, size: tuple[int, int]) -> tuple[int, int, int, 
     h, w = int(size[0]), int(size[1])
     hb, wb = x.shape[-2:]
     if not (0 < h <= hb and 0 < w <= wb):
-        raise ValueError(f"crop {h}x{w} blocks does not fit a {hb}x{wb} grid")
+        raise UsageError(f"crop {h}x{w} blocks does not fit a {hb}x{wb} grid")
     return h, w, hb, wb
 
 
@@ -201,7 +202,7 @@ def _odd_u(odd_u: torch.Tensor | Sequence[str] | Sequence[bool], x: torch.Tensor
         mask = torch.as_tensor(list(odd_u), dtype=torch.bool)
     mask = mask.to(device=x.device, dtype=torch.bool)
     if mask.shape != (x.shape[-3],):
-        raise ValueError(f"{mask.shape[0]} channel flags for {x.shape[-3]} channels")
+        raise UsageError(f"{mask.shape[0]} channel flags for {x.shape[-3]} channels")
     return mask
 
 
@@ -292,11 +293,11 @@ def upsample_chroma(
     x = _float(chroma)
     n = len(indices)
     if x.shape[1] % n:
-        raise ValueError(f"{x.shape[1]} chroma channels is not a multiple of {n} indices")
+        raise UsageError(f"{x.shape[1]} chroma channels is not a multiple of {n} indices")
     groups = x.shape[1] // n
     if isinstance(factor, torch.Tensor) and factor.ndim == 2:
         if size is None:
-            raise ValueError("per-sample factors need the output size (the luma grid)")
+            raise UsageError("per-sample factors need the output size (the luma grid)")
         uniq = torch.unique(factor.cpu(), dim=0)
         if len(uniq) == 1:
             factor = tuple(int(f) for f in uniq[0])

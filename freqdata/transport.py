@@ -59,6 +59,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from freqdata.errors import UsageError
+
 __all__ = [
     "COMPANDINGS",
     "K_CANDIDATES",
@@ -85,7 +87,7 @@ def sample_shape(store: Any) -> tuple[int, ...]:
     """``(C, Hb, Wb)`` of a fixed-layout store's samples (all parts' channels together)."""
     parts = store.parts
     if any(p.grid is None for p in parts):
-        raise ValueError("ragged store: pass the (cropped) sample shape (C, Hb, Wb) instead")
+        raise UsageError("ragged store: pass the (cropped) sample shape (C, Hb, Wb) instead")
     hb, wb = parts[0].grid
     return (sum(p.channels for p in parts), hb, wb)
 
@@ -97,7 +99,7 @@ def transport_bytes(representation: str, shape: Sequence[int] | Any) -> int:
     (int8) are sent once per run, not per sample, and are not counted.
     """
     if representation not in _BYTES:
-        raise ValueError(f"unknown representation {representation!r}: {', '.join(_BYTES)}")
+        raise UsageError(f"unknown representation {representation!r}: {', '.join(_BYTES)}")
     if not isinstance(shape, Sequence):
         shape = sample_shape(shape)
     return _BYTES[representation] * math.prod(int(s) for s in shape)
@@ -123,7 +125,7 @@ class Int8Transport:
         companding: str = "sqrt",
     ) -> None:
         if companding not in COMPANDINGS:
-            raise ValueError(f"companding must be one of {', '.join(COMPANDINGS)}")
+            raise UsageError(f"companding must be one of {', '.join(COMPANDINGS)}")
         self.companding = companding
         self.mean = np.asarray(mean, dtype=np.float64).reshape(-1)
         std = np.asarray(std, dtype=np.float64).reshape(-1)
@@ -276,7 +278,7 @@ def make_transport(representation: str, store: Any, **kw: Any) -> Int8Transport 
     ``companding`` pass through).
     """
     if representation not in _BYTES:
-        raise ValueError(f"unknown representation {representation!r}: {', '.join(_BYTES)}")
+        raise UsageError(f"unknown representation {representation!r}: {', '.join(_BYTES)}")
     if representation != "int8":
         return None
     return Int8Transport.from_store(store, **kw)

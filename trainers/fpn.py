@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from freqdata.errors import UsageError
+
 from .registry import create_model
 
 __all__ = ["FPN", "MaskBackbone"]
@@ -45,7 +47,7 @@ class FPN(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(feats) != len(self.lateral):
-            raise ValueError(f"FPN built for {len(self.lateral)} levels, got {len(feats)}")
+            raise UsageError(f"FPN built for {len(self.lateral)} levels, got {len(feats)}")
         top = self.lateral[-1](feats[-1])
         out = [self.output[-1](top)]
         for i in range(len(feats) - 2, -1, -1):
@@ -77,7 +79,7 @@ class MaskBackbone(nn.Module):
         self.body = create_model(model, input=input, in_channels=in_channels, num_classes=1, **kw)
         self.body.fc = nn.Identity()  # no classifier: only the stages are used
         if not hasattr(self.body, "forward_stages"):
-            raise ValueError(f"model {model!r} has no forward_stages (use a ResNet)")
+            raise UsageError(f"model {model!r} has no forward_stages (use a ResNet)")
         w = self.body.layer1[0].conv1.out_channels
         mult = self.body.num_features // (8 * w)  # block expansion (1 or 4)
         self.fpn = FPN([w * mult * 2**i for i in range(4)], channels)

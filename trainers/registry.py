@@ -31,7 +31,7 @@ _MODEL_FILES = ("resnet", "mobilenetv2")  # imported on first use (they register
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Decorator: register ``fn`` (``fn(**kw) -> nn.Module``) under its ``__name__``."""
     if fn.__name__ in _MODELS:
-        raise ValueError(f"model {fn.__name__!r} registered twice")
+        raise UsageError(f"model {fn.__name__!r} registered twice")
     _MODELS[fn.__name__] = fn
     return fn
 

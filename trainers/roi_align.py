@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from freqdata.errors import UsageError
 from freqdata.masks.torch_ops import _axis_samples
 
 __all__ = ["MultiScaleRoIAlign", "assign_levels", "roi_align", "torchvision_roi_align"]
@@ -80,25 +81,25 @@ def roi_align(
     ``"auto"`` (torchvision when usable), ``"torch"`` (this module's), ``"torchvision"``.
     Module docstring for the exact sampling."""
     if features.dim() != 4:
-        raise ValueError(f"features must be (B, C, H, W), got {tuple(features.shape)}")
+        raise UsageError(f"features must be (B, C, H, W), got {tuple(features.shape)}")
     if sampling_ratio < 1:
-        raise ValueError(f"sampling_ratio must be >= 1, got {sampling_ratio}")
+        raise UsageError(f"sampling_ratio must be >= 1, got {sampling_ratio}")
     if backend not in ("auto", "torch", "torchvision"):
-        raise ValueError(f"backend must be auto, torch or torchvision, got {backend!r}")
+        raise UsageError(f"backend must be auto, torch or torchvision, got {backend!r}")
     # box geometry and sampling weights in >= float32, also under bf16 autocast (bf16 would
     # round coordinates to 2-pixel steps above 256); cast to the features' dtype at the end
     geo = torch.promote_types(features.dtype, torch.float32)
     b = boxes.reshape(-1, 4).to(device=features.device, dtype=geo) * spatial_scale
     idx = batch_index.reshape(-1).to(device=features.device, dtype=torch.int64)
     if idx.shape[0] != b.shape[0]:
-        raise ValueError(f"{idx.shape[0]} batch indices for {b.shape[0]} boxes")
+        raise UsageError(f"{idx.shape[0]} batch indices for {b.shape[0]} boxes")
     _, c, h, w = features.shape
     k = output_size
     if b.shape[0] == 0:
         return features.new_zeros(0, c, k, k)
     tv = torchvision_roi_align() if backend != "torch" else None
     if backend == "torchvision" and tv is None:
-        raise ValueError("torchvision.ops.roi_align is not usable here")
+        raise UsageError("torchvision.ops.roi_align is not usable here")
     if tv is not None:
         rois = torch.cat([idx[:, None].to(geo), b / spatial_scale], 1)
         out = tv(features.to(geo), rois, (k, k), spatial_scale, sampling_ratio, True)
@@ -157,7 +158,7 @@ class MultiScaleRoIAlign(nn.Module):
         self, features: list[torch.Tensor], boxes: torch.Tensor, batch_index: torch.Tensor
     ) -> torch.Tensor:
         if len(features) != len(self.strides):
-            raise ValueError(f"{len(features)} feature maps for {len(self.strides)} strides")
+            raise UsageError(f"{len(features)} feature maps for {len(self.strides)} strides")
         lvl = assign_levels(boxes, self.levels[0], self.levels[-1], self.canonical_size)
         k = self.output_size
         out = features[0].new_zeros(boxes.shape[0], features[0].shape[1], k, k)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from freqdata.errors import UsageError
 from freqdata.transforms import channel_info
 
 __all__ = [
@@ -58,7 +59,7 @@ def rate_grids(rates: Sequence[float] | np.ndarray, channel_names: Sequence[str]
     info = channel_info(channel_names)
     rates = np.asarray(rates, dtype=np.float64)
     if rates.shape != (len(info.k),):
-        raise ValueError(f"{rates.shape[0]} rates for {len(info.k)} channels")
+        raise UsageError(f"{rates.shape[0]} rates for {len(info.k)} channels")
     grid = np.full((3, 8, 8), np.nan)
     grid[info.component, info.v, info.u] = rates
     return grid
