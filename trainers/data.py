@@ -281,8 +281,7 @@ def _onthefly(
     plain = DeviceAugment(train, device, train=False, seed=seed)  # normalization only
     val_samples = 0
     if val_loader is not None:
-        val_samples = len(getattr(val_loader, "jpeg_dataset", None)
-                          or val_loader.store_dataset)  # fmt: skip
+        val_samples = len(val_loader.store_dataset)
     c = len(train.channel_names)
     return Pipeline(
         input="dct",

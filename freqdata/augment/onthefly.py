@@ -33,18 +33,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from freqdata.dctnet import named_statistics
 from freqdata.encode import encode_image
 from freqdata.errors import UsageError
 from freqdata.limits import DEFAULT_MAX_PIXELS
-from freqdata.loader import BatchRequest, StoreSampler
+from freqdata.loader import BatchRequest, StoreLoader, make_loader
 from freqdata.pixels import parse_geometry
 from freqdata.presets import resolve_preset
 from freqdata.sources import Sources, list_sources, read_input
 
-__all__ = ["JpegDataset", "JpegLoader", "make_jpeg_loader"]
+__all__ = ["JpegDataset", "make_jpeg_loader"]
 
 
 class JpegDataset(Dataset):
@@ -124,22 +124,8 @@ class JpegDataset(Dataset):
         return self.read_batch(req.indices, req.seed)
 
 
-def _identity(batch: Any) -> Any:
-    return batch
-
-
 def _one_thread(_: int) -> None:
     torch.set_num_threads(1)
-
-
-class JpegLoader(DataLoader):
-    """A ``DataLoader`` over a :class:`JpegDataset` with :meth:`set_epoch`."""
-
-    jpeg_dataset: JpegDataset
-
-    def set_epoch(self, epoch: int) -> None:
-        """Reshuffle (and redraw the augmentation) for ``epoch``."""
-        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
 
 
 def make_jpeg_loader(
@@ -154,8 +140,9 @@ def make_jpeg_loader(
     drop_last: bool = False,
     num_workers: int = 0,
     statistics: str | Any = "dctnet",
-) -> JpegLoader:
-    """Batches of inputs encoded on the fly, in freqdata's sampling order (module docstring).
+) -> StoreLoader:
+    """Batches of inputs encoded on the fly, in freqdata's sampling order (module docstring):
+    :func:`freqdata.make_loader` over a :class:`JpegDataset` (``loader.store_dataset``).
 
     ``num_workers``: decoding processes (0 = in this process); a batch is made by one worker.
     ``preset``/``geometry``/``train``/``statistics``: of the :class:`JpegDataset` (ignored
@@ -164,10 +151,7 @@ def make_jpeg_loader(
     ds = src if isinstance(src, JpegDataset) else JpegDataset(
         src, preset, geometry, train=train, statistics=statistics
     )  # fmt: skip
-    sampler = StoreSampler(len(ds), batch_size=batch_size, shuffle=shuffle, seed=seed,
-                           drop_last=drop_last, rank=0, world_size=1)  # fmt: skip
-    loader = JpegLoader(ds, batch_size=None, sampler=sampler, num_workers=num_workers,
-                        collate_fn=_identity, worker_init_fn=_one_thread if num_workers else None,
-                        persistent_workers=False)  # fmt: skip
-    loader.jpeg_dataset = ds
-    return loader
+    return make_loader(ds, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                       drop_last=drop_last, rank=0, world_size=1, num_workers=num_workers,
+                       threads=0, persistent_workers=False,
+                       worker_init_fn=_one_thread if num_workers else None)  # fmt: skip
