@@ -201,7 +201,7 @@ def rgb_to_jfif_ycbcr(rgb: torch.Tensor, *, integer: bool = True) -> torch.Tenso
     (within 2e-5 of the float64 formula).
     """
     if rgb.shape[-1] != 3:
-        raise ValueError(f"expected channels-last RGB (..., H, W, 3), got {tuple(rgb.shape)}")
+        raise UsageError(f"expected channels-last RGB (..., H, W, 3), got {tuple(rgb.shape)}")
     x = rgb.to(torch.float32).movedim(-1, -3)  # (..., 3, H, W)
     r, g, b = x.unbind(-3)
     # elementwise, not a GEMM: exact float32 even where TF32 matmuls are enabled globally
@@ -232,7 +232,7 @@ def cubes_from_rgb(
     """
     p = resolve_preset(preset) if isinstance(preset, str) else preset
     if rgb.ndim != 4:
-        raise ValueError(f"expected a batch (B, H, W, 3), got shape {tuple(rgb.shape)}")
+        raise UsageError(f"expected a batch (B, H, W, 3), got shape {tuple(rgb.shape)}")
     planes = rgb_to_jfif_ycbcr(rgb, integer=integer)  # (B, 3, H, W)
     parts = [
         block_dct(planes[:, k], select)
@@ -248,7 +248,7 @@ def cubes_from_rgb(
 
 def _check_device(device: str) -> None:
     if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        raise UsageError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
     if device == "gpu" and not torch.cuda.is_available():
         raise DaliDeviceError(
             "device='gpu' needs an NVIDIA GPU with a working CUDA driver, but "
@@ -260,7 +260,7 @@ def _check_device(device: str) -> None:
 def _crop_geometry(geometry: str | Geometry) -> Geometry:
     geo = parse_geometry(geometry)
     if geo.crop is None or geo.resize is None:
-        raise ValueError(
+        raise UsageError(
             f"geometry {geo.name!r} has no fixed crop: DALI batches are dense tensors, so use a "
             "crop geometry (resnet, mobilenet or S:C)"
         )
@@ -297,12 +297,12 @@ def build_pipeline(
     assert geo.crop is not None and geo.resize is not None
     paths = [os.fspath(f) for f in files]
     if not paths:
-        raise ValueError("no input files")
+        raise UsageError("no input files")
     labs = [0] * len(paths) if labels is None else [int(v) for v in labels]
     if len(labs) != len(paths):
-        raise ValueError(f"{len(paths)} files but {len(labs)} labels")
+        raise UsageError(f"{len(paths)} files but {len(labs)} labels")
     if batch_size < 1 or num_threads < 1:
-        raise ValueError("batch_size and num_threads must be >= 1")
+        raise UsageError("batch_size and num_threads must be >= 1")
     shuffle = train if shuffle is None else shuffle
     crop, resize = geo.crop, geo.resize
     decode_device = "mixed" if device == "gpu" else "cpu"
