@@ -53,6 +53,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -256,19 +257,109 @@ def _check_structure(dataset: Any, name: str) -> None:
             seen.add(iid)
 
 
+@dataclass
+class _Polygons:
+    """Polygon parts of ``I`` instances, concatenated. Every part has an even length (and,
+    from :func:`_valid_parts`, >= 3 points), so ``coords[0::2]`` are all the x and
+    ``coords[1::2]`` all the y.
+
+    * ``coords``: ``(N,)`` float64 ``x0, y0, x1, y1 ...`` of every part, instance by instance;
+    * ``part_len``: ``(P,)`` int64 numbers per part;
+    * ``n_parts``: ``(I,)`` int64 parts per instance.
+    """
+
+    coords: np.ndarray
+    part_len: np.ndarray
+    n_parts: np.ndarray
+
+    @classmethod
+    def pack(cls, parts_per_instance: Sequence[Sequence[np.ndarray]]) -> _Polygons:
+        flat = [p for parts in parts_per_instance for p in parts]
+        part_len = np.fromiter((p.size for p in flat), dtype=np.int64, count=len(flat))
+        n_parts = np.fromiter(
+            (len(parts) for parts in parts_per_instance), dtype=np.int64,
+            count=len(parts_per_instance),
+        )
+        coords = np.concatenate(flat).astype(np.float64, copy=False) if flat else np.zeros(0)
+        return cls(coords, part_len, n_parts)
+
+    @property
+    def vertex_owner(self) -> np.ndarray:
+        """``(N // 2,)`` int64 instance of every vertex."""
+        verts = _segment_sums(self.part_len // 2, self.n_parts)
+        return np.repeat(np.arange(self.n_parts.size), verts)
+
+    def split(self, coords: np.ndarray) -> list[list[np.ndarray]]:
+        """``coords`` (this layout) as per-instance lists of part views."""
+        views = np.split(coords, np.cumsum(self.part_len)[:-1]) if self.part_len.size else []
+        bounds = np.concatenate(([0], np.cumsum(self.n_parts)))
+        return [views[s:e] for s, e in pairwise(bounds)]
+
+
+def _segment_sums(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Sums of consecutive segments of ``values`` (int64 or bool) of the given ``lengths``
+    (zero-length segments sum to 0): ``(len(lengths),)`` int64."""
+    cs = np.zeros(values.size + 1, dtype=np.int64)
+    np.cumsum(values, out=cs[1:])
+    ends = np.cumsum(lengths)
+    return cs[ends] - cs[ends - lengths]
+
+
+def _outline_counts(polys: _Polygons, coords: np.ndarray) -> np.ndarray:
+    """:func:`outline_points` of every instance, ``(I,)`` int64, from ``coords`` in the
+    layout of ``polys`` (finite and bounded)."""
+    x = np.trunc(_RASTER_SCALE * coords[0::2] + 0.5)
+    y = np.trunc(_RASTER_SCALE * coords[1::2] + 0.5)
+    verts = polys.part_len // 2
+    nxt = np.arange(1, x.size + 1)
+    nxt[np.cumsum(verts)[verts > 0] - 1] = (np.cumsum(verts) - verts)[verts > 0]  # close parts
+    steps = np.maximum(np.abs(x - x[nxt]), np.abs(y - y[nxt])).astype(np.int64)
+    return _segment_sums(_segment_sums(steps, verts) + verts, polys.n_parts)
+
+
+def _image_grid_problems(polys: _Polygons, hw: np.ndarray, max_pixels: int) -> list[str | None]:
+    """:func:`polygon_problem` of every instance of ``polys`` (image sizes ``hw``: ``(I, 2)``
+    int64 ``(H, W)``), vectorized over all their parts and vertices."""
+    n = polys.n_parts.size
+    out: list[str | None] = [None] * n
+    if n == 0:
+        return out
+    c = polys.coords
+    part_owner = np.repeat(np.arange(n), polys.n_parts)
+    part_finite = _segment_sums(np.isfinite(c), polys.part_len) == polys.part_len
+    vowner = np.repeat(part_owner, polys.part_len // 2)
+    beyond = (np.abs(c[0::2]) > COORDINATE_RANGE * hw[vowner, 1]) | (
+        np.abs(c[1::2]) > COORDINATE_RANGE * hw[vowner, 0]
+    )
+    part_bad = ~part_finite | (_segment_sums(beyond, polys.part_len // 2) > 0)
+    # the first part with a problem decides the message (non-finite is checked before range)
+    first_bad = np.full(n, part_owner.size)
+    np.minimum.at(first_bad, part_owner[part_bad], np.flatnonzero(part_bad))
+    ok = first_bad == part_owner.size
+    points = _outline_counts(polys, np.where(np.repeat(ok[vowner], 2), c, 0.0))
+    for i in np.flatnonzero(~ok):
+        h, w = (int(v) for v in hw[i])
+        out[i] = (
+            f"{SKIP_OUT_OF_RANGE}: non-finite polygon coordinate"
+            if not part_finite[first_bad[i]]
+            else f"{SKIP_OUT_OF_RANGE}: polygon vertex beyond {COORDINATE_RANGE}x the image size "
+            f"({w}x{h})"
+        )
+    for i in np.flatnonzero(ok & (points > max_pixels)):
+        out[i] = (
+            f"{SKIP_TOO_LARGE}: polygon outline of {int(points[i])} raster points exceeds "
+            f"max_pixels={max_pixels}"
+        )
+    return out
+
+
 def outline_points(parts: Sequence[np.ndarray]) -> int:
     """Points pycocotools' ``rleFrPoly`` draws (and allocates two C ints for) to rasterize
     these polygon parts: per edge ``max(|dx|, |dy|) + 1`` on its 5x grid, as ``maskApi.c``
     counts them. ``parts``: float64 ``(2n,)`` arrays ``x0, y0, x1, y1 ...`` in raster
     pixels, finite and bounded (:func:`polygon_problem`)."""
-    total = 0
-    for p in parts:
-        x = np.trunc(_RASTER_SCALE * p[0::2] + 0.5)
-        y = np.trunc(_RASTER_SCALE * p[1::2] + 0.5)
-        dx = np.abs(x - np.roll(x, -1))
-        dy = np.abs(y - np.roll(y, -1))
-        total += int(np.maximum(dx, dy).sum()) + x.size
-    return total
+    polys = _Polygons.pack([parts])
+    return int(_outline_counts(polys, polys.coords)[0])
 
 
 def polygon_problem(
@@ -276,25 +367,10 @@ def polygon_problem(
 ) -> str | None:
     """Why these polygon parts (image pixel coordinates) must not be rasterized at ``h x w``:
     a non-finite coordinate or one beyond :data:`COORDINATE_RANGE` image sizes
-    (``"out of range: ..."``), an outline of more than ``max_pixels`` points
-    (``"too large: ..."``); ``None`` when they are safe."""
-    for p in parts:
-        if not np.isfinite(p).all():
-            return f"{SKIP_OUT_OF_RANGE}: non-finite polygon coordinate"
-        if (np.abs(p[0::2]) > COORDINATE_RANGE * w).any() or (
-            np.abs(p[1::2]) > COORDINATE_RANGE * h
-        ).any():
-            return (
-                f"{SKIP_OUT_OF_RANGE}: polygon vertex beyond {COORDINATE_RANGE}x the image size "
-                f"({w}x{h})"
-            )
-    points = outline_points(parts)
-    if points > max_pixels:
-        return (
-            f"{SKIP_TOO_LARGE}: polygon outline of {points} raster points exceeds "
-            f"max_pixels={max_pixels}"
-        )
-    return None
+    (``"out of range: ..."``; the first part with either decides which), an outline of more
+    than ``max_pixels`` points (``"too large: ..."``); ``None`` when they are safe."""
+    hw = np.array([[h, w]], dtype=np.int64)
+    return _image_grid_problems(_Polygons.pack([parts]), hw, max_pixels)[0]
 
 
 def image_problem(h: int, w: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
@@ -307,42 +383,63 @@ def image_problem(h: int, w: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> str |
     return None
 
 
-def bbox_problem(bbox: np.ndarray, h: int, w: int) -> str | None:
-    """Why a COCO ``[x, y, w, h]`` box is unusable: non-finite or beyond the coordinate range."""
-    if not np.isfinite(bbox).all():
-        return f"{SKIP_OUT_OF_RANGE}: non-finite bbox"
-    x0, y0, bw, bh = bbox
-    xs, ys = np.array([x0, x0 + bw]), np.array([y0, y0 + bh])
-    if (np.abs(xs) > COORDINATE_RANGE * w).any() or (np.abs(ys) > COORDINATE_RANGE * h).any():
-        return f"{SKIP_OUT_OF_RANGE}: bbox beyond {COORDINATE_RANGE}x the image size ({w}x{h})"
-    return None
-
-
-def _in_box(parts: Sequence[np.ndarray], bbox: np.ndarray, k: int) -> list[np.ndarray]:
-    """Polygon parts shifted by the box corner and scaled so the box maps onto ``[0, k]^2``
-    (detectron2 ``rasterize_polygons_within_box``)."""
-    x, y, w, h = bbox
-    sx, sy = k / max(w, 0.1), k / max(h, 0.1)
-    out = []
-    for p in parts:
-        q = np.empty_like(p)
-        q[0::2] = (p[0::2] - x) * sx
-        q[1::2] = (p[1::2] - y) * sy
-        out.append(q)
+def _bbox_problems(boxes: np.ndarray, hw: np.ndarray) -> list[str | None]:
+    """:func:`bbox_problem` of ``(I, 4)`` float64 boxes in images of sizes ``hw`` ``(I, 2)``."""
+    finite = np.isfinite(boxes).all(axis=1)
+    b = np.where(finite[:, None], boxes, 0.0)
+    lim_x, lim_y = COORDINATE_RANGE * hw[:, 1], COORDINATE_RANGE * hw[:, 0]
+    beyond = (
+        (np.abs(b[:, 0]) > lim_x) | (np.abs(b[:, 0] + b[:, 2]) > lim_x)
+        | (np.abs(b[:, 1]) > lim_y) | (np.abs(b[:, 1] + b[:, 3]) > lim_y)
+    )
+    out: list[str | None] = [None] * len(boxes)
+    for i in np.flatnonzero(~finite | beyond):
+        h, w = (int(v) for v in hw[i])
+        out[i] = (
+            f"{SKIP_OUT_OF_RANGE}: non-finite bbox" if not finite[i]
+            else f"{SKIP_OUT_OF_RANGE}: bbox beyond {COORDINATE_RANGE}x the image size ({w}x{h})"
+        )
     return out
 
 
-def _box_grid_problem(q: Sequence[np.ndarray], k: int, max_pixels: int) -> str | None:
-    """:func:`polygon_problem` on the K x K box grid (``q`` from :func:`_in_box`)."""
-    if any((np.abs(p) > COORDINATE_RANGE * k).any() for p in q):
-        return f"{SKIP_OUT_OF_RANGE}: polygon vertex beyond {COORDINATE_RANGE}x its bbox size"
-    points = outline_points(q)
-    if points > max_pixels:
-        return (
-            f"{SKIP_TOO_LARGE}: polygon outline of {points} points in the {k}x{k} box grid "
-            f"exceeds max_pixels={max_pixels}"
+def bbox_problem(bbox: np.ndarray, h: int, w: int) -> str | None:
+    """Why a COCO ``[x, y, w, h]`` box is unusable: non-finite or beyond the coordinate range."""
+    boxes = np.asarray(bbox, dtype=np.float64).reshape(1, 4)
+    return _bbox_problems(boxes, np.array([[h, w]], dtype=np.int64))[0]
+
+
+def _in_boxes(polys: _Polygons, boxes: np.ndarray, k: int) -> np.ndarray:
+    """Polygon coordinates (layout of ``polys``) shifted by each instance's box corner and
+    scaled so its box ``boxes[i]`` (``(I, 4)`` xywh) maps onto ``[0, k]^2`` (detectron2
+    ``rasterize_polygons_within_box``)."""
+    vowner = polys.vertex_owner
+    sx = k / np.maximum(boxes[:, 2], 0.1)
+    sy = k / np.maximum(boxes[:, 3], 0.1)
+    q = np.empty_like(polys.coords)
+    q[0::2] = (polys.coords[0::2] - boxes[vowner, 0]) * sx[vowner]
+    q[1::2] = (polys.coords[1::2] - boxes[vowner, 1]) * sy[vowner]
+    return q
+
+
+def _box_grid_problems(
+    polys: _Polygons, q: np.ndarray, k: int, max_pixels: int
+) -> list[str | None]:
+    """:func:`polygon_problem` on the K x K box grid (``q`` from :func:`_in_boxes`), per
+    instance."""
+    vowner = polys.vertex_owner
+    beyond = np.zeros(polys.n_parts.size, dtype=bool)
+    beyond[vowner[(np.abs(q[0::2]) > COORDINATE_RANGE * k)
+                  | (np.abs(q[1::2]) > COORDINATE_RANGE * k)]] = True
+    points = _outline_counts(polys, np.where(np.repeat(beyond[vowner], 2), 0.0, q))
+    out: list[str | None] = [None] * polys.n_parts.size
+    for i in np.flatnonzero(beyond):
+        out[i] = f"{SKIP_OUT_OF_RANGE}: polygon vertex beyond {COORDINATE_RANGE}x its bbox size"
+    for i in np.flatnonzero(~beyond & (points > max_pixels)):
+        out[i] = (
+            f"{SKIP_TOO_LARGE}: polygon outline of {int(points[i])} points in the {k}x{k} box "
+            f"grid exceeds max_pixels={max_pixels}"
         )
-    return None
+    return out
 
 
 def _valid_parts(segm: list[Any]) -> list[np.ndarray]:
@@ -395,20 +492,15 @@ def _full_rle(
     raise InputError(SKIP_BAD_SEGMENTATION)
 
 
-def _rasterize_in_boxes(
-    parts_per_instance: Sequence[list[np.ndarray]], boxes_xywh: np.ndarray, k: int
-) -> list[dict[str, Any]]:
-    """detectron2 ``rasterize_polygons_within_box`` for many instances: one k x k RLE each
-    (all polygon parts rasterized by one ``frPyObjects`` call, parts merged per instance)."""
-    polys: list[np.ndarray] = []
-    n_parts: list[int] = []
-    for parts, box in zip(parts_per_instance, boxes_xywh, strict=True):
-        polys += _in_box(parts, box, k)
-        n_parts.append(len(parts))
-    rles = mask_utils.frPyObjects(polys, k, k)
+def _rasterize_in_boxes(boxed: Sequence[list[np.ndarray]], k: int) -> list[dict[str, Any]]:
+    """detectron2 ``rasterize_polygons_within_box`` for many instances whose parts are
+    already in box coordinates (:func:`_in_boxes`): one k x k RLE each (all polygon parts
+    rasterized by one ``frPyObjects`` call, parts merged per instance)."""
+    rles = mask_utils.frPyObjects([p for parts in boxed for p in parts], k, k)
     merged: list[dict[str, Any]] = []
     start = 0
-    for c in n_parts:
+    for parts in boxed:
+        c = len(parts)
         merged.append(rles[start] if c == 1 else mask_utils.merge(rles[start : start + c]))
         start += c
     return merged
@@ -449,54 +541,74 @@ def load_instances(
         raise UsageError(f"k must be >= 1, got {k}")
     dataset = load_coco(annotations)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in dataset["images"]}
-    kept: list[dict[str, Any]] = []
-    parts: list[list[np.ndarray] | None] = []  # polygon parts, or None for the crop path
-    skipped: list[tuple[int, str]] = []
-    for a in _sorted_annotations(dataset, image_ids):
-        ann_id = int(a["id"])
+    anns = _sorted_annotations(dataset, image_ids)
+    reasons: list[str | None] = [None] * len(anns)
+    # 1. per annotation: crowd, bbox parse, image size (the order of the checks is the order
+    # of the reasons: an annotation gets the first that applies)
+    cand: list[int] = []
+    cand_boxes: list[np.ndarray] = []
+    cand_hw: list[tuple[int, int]] = []
+    for i, a in enumerate(anns):
         if a.get("iscrowd", 0) and not include_crowd:
-            skipped.append((ann_id, SKIP_CROWD))
+            reasons[i] = SKIP_CROWD
             continue
-        h_img, w_img = sizes[int(a["image_id"])]
+        hw = sizes[int(a["image_id"])]
         try:
             bbox = np.asarray(a["bbox"], dtype=np.float64).reshape(4)
         except (TypeError, ValueError, OverflowError):
-            skipped.append((ann_id, f"{SKIP_OUT_OF_RANGE}: bbox is not 4 numbers"))
+            reasons[i] = f"{SKIP_OUT_OF_RANGE}: bbox is not 4 numbers"
             continue
-        problem = image_problem(h_img, w_img, max_pixels) or bbox_problem(bbox, h_img, w_img)
+        problem = image_problem(*hw, max_pixels)
         if problem:
-            skipped.append((ann_id, problem))
+            reasons[i] = problem
             continue
-        if not (bbox[2] >= 1.0 and bbox[3] >= 1.0):
-            skipped.append((ann_id, SKIP_DEGENERATE_BOX))
-            continue
-        segm = a.get("segmentation")
-        if isinstance(segm, list):
+        cand.append(i)
+        cand_boxes.append(bbox)
+        cand_hw.append(hw)
+    boxes_c = np.array(cand_boxes, dtype=np.float64).reshape(len(cand), 4)
+    hw_c = np.array(cand_hw, dtype=np.int64).reshape(len(cand), 2)
+    # 2. boxes (all at once), degenerate boxes, the segmentation's structure
+    poly_rows: list[int] = []  # positions in cand of polygon instances
+    poly_parts: list[list[np.ndarray]] = []
+    for j, (i, problem) in enumerate(zip(cand, _bbox_problems(boxes_c, hw_c), strict=True)):
+        if problem is None and not (boxes_c[j, 2] >= 1.0 and boxes_c[j, 3] >= 1.0):
+            problem = SKIP_DEGENERATE_BOX
+        segm = anns[i].get("segmentation")
+        if problem is None and isinstance(segm, list):
             try:
                 valid = _valid_parts(segm)
             except InputError as e:
-                skipped.append((ann_id, str(e)))
-                continue
-            if not valid:
-                skipped.append((ann_id, SKIP_NO_POLYGON))
-                continue
-            problem = polygon_problem(valid, h_img, w_img, max_pixels)
-            if problem is None and method == "box":
-                problem = _box_grid_problem(_in_box(valid, bbox, k), k, max_pixels)
-            if problem:
-                skipped.append((ann_id, problem))
-                continue
-            parts.append(valid if method == "box" else None)
-        elif isinstance(segm, dict) and "counts" in segm:
-            problem = rle_problem(segm, h_img, w_img)
-            if problem:
-                skipped.append((ann_id, problem))
-                continue
-            parts.append(None)
-        else:
-            skipped.append((ann_id, SKIP_BAD_SEGMENTATION))
-            continue
-        kept.append(a)
+                problem = str(e)
+            else:
+                if valid:
+                    poly_rows.append(j)
+                    poly_parts.append(valid)
+                else:
+                    problem = SKIP_NO_POLYGON
+        elif problem is None and isinstance(segm, dict) and "counts" in segm:
+            problem = rle_problem(segm, *cand_hw[j])
+        elif problem is None:
+            problem = SKIP_BAD_SEGMENTATION
+        reasons[i] = problem
+    # 3. polygons, vectorized over all instances: image grid, then (box) the K x K box grid
+    image_grid = _image_grid_problems(_Polygons.pack(poly_parts), hw_c[poly_rows], max_pixels)
+    for j, problem in zip(poly_rows, image_grid, strict=True):
+        reasons[cand[j]] = problem
+    boxed: dict[int, list[np.ndarray]] = {}  # ann position → its parts in box coordinates
+    if method == "box":
+        sel = [s for s, problem in enumerate(image_grid) if problem is None]
+        rows = [poly_rows[s] for s in sel]
+        packed = _Polygons.pack([poly_parts[s] for s in sel])
+        q = _in_boxes(packed, boxes_c[rows], k)
+        for j, problem, parts in zip(
+            rows, _box_grid_problems(packed, q, k, max_pixels), packed.split(q), strict=True
+        ):
+            reasons[cand[j]] = problem
+            if problem is None:
+                boxed[cand[j]] = parts
+    kept = [a for a, r in zip(anns, reasons, strict=True) if r is None]
+    parts = [boxed.get(i) for i, r in enumerate(reasons) if r is None]  # None: crop path
+    skipped = [(int(a["id"]), r) for a, r in zip(anns, reasons, strict=True) if r is not None]
 
     m = len(kept)
     boxes = np.array([a["bbox"] for a in kept], dtype=np.float64).reshape(m, 4)
@@ -508,7 +620,7 @@ def load_instances(
     for s in range(0, len(poly_rows), _CHUNK):
         rows = poly_rows[s : s + _CHUNK]
         polys = [p for p in (parts[i] for i in rows) if p is not None]
-        for i, rle in zip(rows, _rasterize_in_boxes(polys, boxes[rows], k), strict=True):
+        for i, rle in zip(rows, _rasterize_in_boxes(polys, k), strict=True):
             rles[i] = rle
     crop_rows = [i for i in range(m) if parts[i] is None]
     crop_masks = np.zeros((len(crop_rows), k, k), dtype=np.uint8)
