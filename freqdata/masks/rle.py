@@ -23,6 +23,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
 from freqdata.dct import dct_matrix
 from freqdata.errors import InputError, UsageError
@@ -31,13 +32,6 @@ from freqdata.masks.dctmask import _basis_t, _plan
 __all__ = ["dct_encode_rle", "rle_counts", "rle_problem"]
 
 _MAX_CHUNKS = 7  # 5-bit chunks per count: 35 bits hold any +-2**32 run (pycocotools: uint)
-
-
-def _segment_starts(keys: np.ndarray) -> np.ndarray:
-    """Indices where a run of equal values in ``keys`` (sorted by segment) begins."""
-    if keys.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
 
 
 def _parse_compressed(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,12 +136,21 @@ def rle_problem(segm: dict[str, Any], h: int, w: int) -> str | None:
 
 
 @cache
-def _prefix(k: int, rows: int) -> np.ndarray:
-    """``P`` (k+1, rows) float64: ``P[t, v] = sum_{i<t} D[v, i]``."""
-    p = np.zeros((k + 1, rows))
-    p[1:] = np.cumsum(dct_matrix(k)[:rows].T, axis=0)
-    p.setflags(write=False)
-    return p
+def _edge_tables(k: int, r: int, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Q, S, full)`` float64, read-only, for a K x K grid keeping ``v < r``, ``u < c``:
+
+    * ``Q`` (k, r): ``Q[i, v] = sum_{t>=i} D[v, t]`` (a column's fg from row i to the bottom);
+    * ``S`` (k, c): ``S[j, u] = sum_{j'>j} D[u, j']`` (every column after j);
+    * ``full`` (r,): ``sum_t D[v, t]`` (a whole column).
+    """
+    d = dct_matrix(k)
+    q = np.cumsum(d[:r, ::-1], axis=1)[:, ::-1].T  # suffix sums over rows
+    s = np.zeros((k, c))
+    s[:-1] = np.cumsum(d[:c, :0:-1], axis=1)[:, ::-1].T
+    out = (np.ascontiguousarray(q), s, np.ascontiguousarray(q[0]))
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def dct_encode_rle(
@@ -155,7 +158,17 @@ def dct_encode_rle(
 ) -> np.ndarray:
     """DCT-Mask vectors ``(M, n)`` of K x K masks given as pycocotools RLEs (all with
     ``size == [K, K]``), without decoding them. Same values as
-    ``dct_encode(decoded masks, n)`` (float64 computation, cast to ``dtype``)."""
+    ``dct_encode(decoded masks, n)`` (float64 computation, cast to ``dtype``).
+
+    How: in column-major order a mask is a step function that turns on at the start of
+    every 1-run and off at its end (``delta = +1 / -1`` at flat pixel ``b = j*K + i``).
+    Column j of ``D X`` is then ``carry_j * full + sum_{edges b in column j} delta_b *
+    Q[i_b]`` (``carry_j``: the edges in earlier columns, i.e. whether column j starts
+    inside a run), and the carry's share of ``C^T = D[:c] (D[:r] X)^T`` is
+    ``sum_b delta_b S[j_b] (x) full``. So the first stage is one sparse product with two
+    entries per run (CSR rows = (mask, column), already in run order), the second one GEMM
+    per mask over its K columns (:func:`_edge_tables`).
+    """
     m = len(rles)
     if m == 0:
         raise UsageError("no RLEs given (the mask size K would be unknown)")
@@ -167,41 +180,30 @@ def dct_encode_rle(
     counts, offsets = rle_counts(rles)
     per = np.diff(offsets)
     owner = np.repeat(np.arange(m), per)
-    total = np.cumsum(counts)
-    before = np.concatenate(([0], total))[offsets[:-1]]  # run total before each RLE
-    stop = total - before[owner]
-    start = stop - counts
     sums = np.bincount(owner, weights=counts, minlength=m) if counts.size else np.zeros(m)
     if not np.all(sums == k * k):
         bad = int(np.flatnonzero(sums != k * k)[0])
         raise UsageError(f"RLE {bad} covers {int(sums[bad])} pixels, not {k}x{k}")
-    idx = np.arange(counts.size) - offsets[:-1][owner]
-    fg = (idx % 2 == 1) & (counts > 0)
-    s, e, mk = start[fg], stop[fg], owner[fg]
-    j0, j1 = s // k, (e - 1) // k
-    pieces = j1 - j0 + 1  # a run can continue into the next columns
-    run = np.repeat(np.arange(s.size), pieces)
-    col = j0[run] + (np.arange(run.size) - np.repeat(np.cumsum(pieces) - pieces, pieces))
-    top = np.maximum(s[run] - col * k, 0)
-    bottom = np.minimum(e[run] - col * k, k)
-    pre = _prefix(k, r)
-    contrib = np.take(pre, bottom, axis=0)
-    contrib -= np.take(pre, top, axis=0)  # (pieces, r)
-    key = col * m + mk[run]  # the pieces of one (mask, column) are adjacent
-    z = np.zeros((k * m, r))
-    if key.size:
-        # Most columns hold one run: assign the last piece of every column (unique keys), then
-        # add the other pieces of columns with several runs, one piece per column and round.
-        repeated = key[:-1] == key[1:]
-        last = np.flatnonzero(np.append(~repeated, True))
-        z[key[last]] = contrib[last]
-        rest = np.flatnonzero(repeated)
-        while rest.size:
-            first = _segment_starts(key[rest])
-            z[key[rest[first]]] += contrib[rest[first]]
-            keep = np.ones(rest.size, dtype=bool)
-            keep[first] = False
-            rest = rest[keep]
-    # z[j*m + mask, v] = (D[:r] X)[v, j];  C^T = D[:c] (D[:r] X)^T for all masks in one GEMM.
-    coef = (_basis_t(k, c).T @ z.reshape(k, m * r)).reshape(c, m, r)  # [u, mask, v]
-    return np.ascontiguousarray(coef[u, :, v].T, dtype=dtype)
+    stop = np.cumsum(counts)
+    stop -= np.repeat(np.concatenate(([0], stop))[offsets[:-1]], per)  # within each mask
+    fg = ((np.arange(counts.size) - np.repeat(offsets[:-1], per)) & 1 == 1) & (counts > 0)
+    # edges: +1 at the start, -1 at the stop of every 1-run, in flat order within each mask
+    # (an edge at b = K*K, the end of the last column, changes nothing and is dropped)
+    edge = np.empty(2 * int(fg.sum()), dtype=np.int64)
+    edge[0::2] = stop[fg] - counts[fg]
+    edge[1::2] = stop[fg]
+    delta = np.tile(np.array([1.0, -1.0]), edge.size // 2)
+    mask_of = np.repeat(owner[fg], 2)
+    inside = edge < k * k
+    edge, delta, mask_of = edge[inside], delta[inside], mask_of[inside]
+    row = mask_of * k + edge // k  # (mask, column): non-decreasing
+    indptr = np.zeros(m * k + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=m * k), out=indptr[1:])
+    w = scipy.sparse.csr_matrix((delta, edge % k, indptr), shape=(m * k, k))
+    q, s, full = _edge_tables(k, r, c)
+    z = (w @ q).reshape(m, k, r)  # (D[:r] X)^T without the carry, per mask
+    coef = np.matmul(_basis_t(k, c).T, z)  # (m, c, r): [mask, u, v]
+    carry = np.bincount(row, weights=delta, minlength=m * k).reshape(m, k) @ s  # (m, c)
+    coef += carry[:, :, None] * full
+    return np.ascontiguousarray(coef[:, u, v], dtype=dtype)
+
