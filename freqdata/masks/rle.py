@@ -60,22 +60,19 @@ def _parse_compressed(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         x[has] |= (c[starts[has] + extra] & 0x1F).astype(np.int64) << (5 * extra)
     negative = (c[last] & 0x10) != 0
     x[negative] -= np.int64(1) << (5 * width[negative])
-    owner = np.repeat(np.arange(m), lengths)[last]  # string of every number
-    per = np.bincount(owner, minlength=m).astype(np.int64)
+    per = np.diff(np.searchsorted(last, np.cumsum(lengths)), prepend=0)  # numbers per string
     first = np.cumsum(per) - per
-    idx = np.arange(x.size) - first[owner]  # index of the count inside its RLE
-    # counts[i] += counts[i - 2] for i > 2: a cumulative sum per (RLE, parity) from i = 1, 2.
-    counts = x
-    for parity, lowest in ((1, 1), (0, 2)):
-        sel = np.flatnonzero((idx >= lowest) & ((idx & 1) == parity))
-        if sel.size == 0:
-            continue
-        xs = counts[sel]
-        cs = np.cumsum(xs)
-        new_seg = np.ones(sel.size, dtype=bool)
-        new_seg[1:] = owner[sel[1:]] != owner[sel[:-1]]
-        seg = np.flatnonzero(new_seg)
-        counts[sel] = cs - np.repeat(cs[seg] - xs[seg], np.diff(np.append(seg, sel.size)))
+    # counts[i] = x[i] + counts[i - 2] for i >= 3 inside an RLE: running sums along each
+    # global parity, less what precedes the chain in its RLE (chains start at i = 1 and 2).
+    run = np.empty_like(x)
+    run[0::2] = np.cumsum(x[0::2])
+    run[1::2] = np.cumsum(x[1::2])
+    f, n_f = first[per > 0], per[per > 0]
+    before_even = run[f]  # subtracted from i = 2, 4, ...
+    before_odd = np.where(f > 0, run[f - 1], 0)  # subtracted from i = 1, 3, ...
+    odd = ((np.arange(x.size) - np.repeat(f, n_f)) & 1).astype(bool)
+    counts = run - np.where(odd, np.repeat(before_odd, n_f), np.repeat(before_even, n_f))
+    counts[f] = x[f]
     return counts, per
 
 
@@ -178,25 +175,23 @@ def dct_encode_rle(
     k = sz[0]
     r, c, v, u = _plan(k, n)
     counts, offsets = rle_counts(rles)
-    per = np.diff(offsets)
-    owner = np.repeat(np.arange(m), per)
-    sums = np.bincount(owner, weights=counts, minlength=m) if counts.size else np.zeros(m)
+    ends = np.cumsum(counts)  # end of every run, flat over all masks: mask i at i*K*K
+    sums = np.diff(np.concatenate(([0], ends))[offsets])
     if not np.all(sums == k * k):
         bad = int(np.flatnonzero(sums != k * k)[0])
         raise UsageError(f"RLE {bad} covers {int(sums[bad])} pixels, not {k}x{k}")
-    stop = np.cumsum(counts)
-    stop -= np.repeat(np.concatenate(([0], stop))[offsets[:-1]], per)  # within each mask
-    fg = ((np.arange(counts.size) - np.repeat(offsets[:-1], per)) & 1 == 1) & (counts > 0)
-    # edges: +1 at the start, -1 at the stop of every 1-run, in flat order within each mask
-    # (an edge at b = K*K, the end of the last column, changes nothing and is dropped)
-    edge = np.empty(2 * int(fg.sum()), dtype=np.int64)
-    edge[0::2] = stop[fg] - counts[fg]
-    edge[1::2] = stop[fg]
-    delta = np.tile(np.array([1.0, -1.0]), edge.size // 2)
-    mask_of = np.repeat(owner[fg], 2)
-    inside = edge < k * k
-    edge, delta, mask_of = edge[inside], delta[inside], mask_of[inside]
-    row = mask_of * k + edge // k  # (mask, column): non-decreasing
+    per = np.diff(offsets)
+    ones = (np.arange(counts.size) ^ np.repeat(offsets[:-1], per)) & 1  # 1: a run of 1s
+    # edges: the end of every run but a mask's last (at b = K*K it changes nothing); an empty
+    # 1-run has none (the end of the run before it would be cancelled by its own)
+    keep = np.ones(counts.size, dtype=bool)
+    keep[offsets[1:][per > 0] - 1] = False
+    empty = np.flatnonzero((counts == 0) & (ones == 1))
+    keep[empty] = False
+    keep[empty - 1] = False
+    edge = ends[keep]
+    delta = 1.0 - 2.0 * ones[keep]  # a 0-run ends: +1; a 1-run ends: -1
+    row = edge // k  # mask * K + column, non-decreasing
     indptr = np.zeros(m * k + 1, dtype=np.int64)
     np.cumsum(np.bincount(row, minlength=m * k), out=indptr[1:])
     w = scipy.sparse.csr_matrix((delta, edge % k, indptr), shape=(m * k, k))
