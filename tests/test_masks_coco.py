@@ -289,3 +289,79 @@ def test_deterministic(val, box128):
     again = load_instances(VAL, k=128, method="box")
     assert again.dct_vectors(300).tobytes() == box128.dct_vectors(300).tobytes()
     assert [r["counts"] for r in again.rles] == [r["counts"] for r in box128.rles]
+
+
+_EXPECTED = [  # the reason of each kind of damage in _hostile_mix (max_pixels=500_000)
+    "out of range: non-finite polygon coordinate",
+    "out of range: polygon vertex beyond 4x the image size",
+    "out of range: polygon vertex beyond 4x the image size",
+    "too large: polygon outline of",
+    "out of range: polygon vertex beyond 4x its bbox size",
+    "out of range: non-finite bbox",
+    "out of range: bbox beyond 4x the image size",
+    "bad segmentation: polygon part is not a flat list",
+    "bad segmentation: bad RLE counts",
+    "out of range: polygon vertex beyond 4x the image size",
+]
+
+
+def _hostile_mix(val: dict) -> tuple[dict, dict[int, str]]:
+    """coco-mini val with every fourth of its first 160 annotations damaged in one of ten
+    ways (non-finite or far vertices in the first or a later part, a huge outline, a tiny
+    box, bad boxes, parts that are not numbers, an undecodable RLE), and the expected
+    reason's start per damaged annotation id."""
+    d = copy.deepcopy(val)
+    expected = {}
+    sizes = {im["id"]: (im["height"], im["width"]) for im in d["images"]}
+    for j, a in enumerate(d["annotations"][:160:4]):
+        h, w = sizes[a["image_id"]]
+        s = a["segmentation"]
+        if not isinstance(s, list):
+            continue
+        kind = j % 10
+        expected[a["id"]] = _EXPECTED[kind]
+        if kind == 0:
+            s[0][1] = float("nan")
+        elif kind == 1:
+            s.append([1e9, 1, 2, 3, 4, 5])  # far vertex in a later part
+        elif kind == 2:
+            s.append([1e9, 1, 2, 3, 4, 5])
+            s.append([float("inf"), 0, 1, 1, 2, 2])  # the first bad part decides the reason
+        elif kind == 3:
+            s.append([0, 0, w * 3.9, 0, w * 3.9, h * 3.9] * 50)  # a long outline
+        elif kind == 4:
+            a["bbox"] = [a["bbox"][0], a["bbox"][1], 1.5, 1.5]  # vertices far outside the box
+        elif kind == 5:
+            a["bbox"] = [float("nan"), 0, 3, 3]
+        elif kind == 6:
+            a["bbox"] = [0, 0, 4.5 * w, 3]
+        elif kind == 7:
+            s.append([[1, 2], [3, 4]])
+        elif kind == 8:
+            a["segmentation"] = {"size": [h, w], "counts": "abc"}
+        else:
+            s[0][2] = -(4 * w + 0.5)
+    return d, expected
+
+
+@pytest.mark.parametrize("method", ["box", "crop"])
+def test_checks_over_a_whole_file_equal_one_annotation_at_a_time(val, method):
+    # The checks run vectorized over all instances of a file: each annotation must get the
+    # same reason (or the same mask) as when it is the file's only annotation.
+    d, expected = _hostile_mix(val)
+    anns = d["annotations"][:160]
+    d["annotations"] = anns
+    whole = load_instances(d, k=32, method=method, max_pixels=500_000)
+    reasons = dict(whole.skipped)
+    assert len(reasons) >= 35 and {r.split(":")[0] for r in reasons.values()} >= {
+        "out of range", "too large", "bad segmentation"}
+    for ann_id, start in expected.items():
+        if method == "box" or "bbox size" not in start:  # "crop" has no box-grid check
+            assert reasons[ann_id].startswith(start), (ann_id, reasons[ann_id], start)
+    rles = dict(zip(whole.ann_ids.tolist(), whole.rles, strict=True))
+    for a in anns:
+        one = load_instances({**d, "annotations": [a]}, k=32, method=method, max_pixels=500_000)
+        if a["id"] in reasons:
+            assert one.skipped == [(a["id"], reasons[a["id"]])]
+        else:
+            assert one.skipped == [] and one.rles[0]["counts"] == rles[a["id"]]["counts"]
