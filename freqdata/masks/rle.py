@@ -1,11 +1,13 @@
 """DCT-Mask vectors straight from pycocotools run-length encodings, without decoding.
 
 A K x K binary mask's RLE lists alternating run lengths of 0s and 1s over the
-column-major (Fortran) pixel order, ``p = j*K + i`` (i = row, j = column). A run of 1s
-covering rows ``a .. b-1`` of column j adds ``P[b] - P[a]`` to column j of ``D X``, where
-``P[t, v] = sum_{i<t} D[v, i]`` is the prefix sum of the DCT basis. So the first transform
-stage costs O(runs * r) instead of O(K^2 * r), and the only dense GEMM left is the small
-second stage. For COCO instances at K = 128 a mask has about 300 runs; this path is several
+column-major (Fortran) pixel order, ``p = j*K + i`` (i = row, j = column). Every run end
+is an edge where the mask switches on or off; an edge at row i of column j adds
+``+-Q[i]`` to column j of ``D X`` (``Q[i, v] = sum_{t>=i} D[v, t]``, a suffix sum of the DCT
+basis) and switches every later column's starting state, which the second stage absorbs
+with a suffix sum over columns (:func:`dct_encode_rle`). So the first transform stage costs
+O(runs * r) instead of O(K^2 * r), and the only dense GEMMs left are the small second
+stage. For COCO instances at K = 128 a mask has about 300 runs; this path is several
 times faster than decoding plus the dense transform and gives the same numbers as
 :func:`freqdata.masks.dct_encode` on the decoded masks (float64, up to rounding).
 
