@@ -275,7 +275,24 @@ class BatchRequest(NamedTuple):
     seed: int
 
 
-class StoreDataset(Dataset):
+class _RowsDataset(Dataset):
+    """A map-style dataset over a :class:`BatchReader`'s :meth:`read_batch`: ``ds[i]`` and
+    ``ds.__getitems__(indices)`` are rows of one bulk read (never one read per sample)."""
+
+    def read_batch(
+        self, indices: Sequence[int] | np.ndarray, seed: int | None = None
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        batch = self.read_batch(indices)
+        return [{k: v[j] for k, v in batch.items()} for j in range(len(indices))]
+
+
+class StoreDataset(_RowsDataset):
     """A map-style dataset over a store of samples: an image store (fixed or ragged layout,
     full or native chroma) or an RGB store, or a subset of its rows.
 
@@ -411,13 +428,6 @@ class StoreDataset(Dataset):
         return self.store.labels if self.rows is None else self.store.labels[self.rows]
 
     # -- reading -----------------------------------------------------------------------------
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.__getitems__([i])[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        batch = self.read_batch(indices)
-        return [{k: v[j] for k, v in batch.items()} for j in range(len(indices))]
-
     def read_batch(
         self, indices: Sequence[int] | np.ndarray, seed: int | None = None
     ) -> dict[str, Any]:
@@ -557,7 +567,7 @@ class StoreDataset(Dataset):
         }
 
 
-class MaskDataset(Dataset):
+class MaskDataset(_RowsDataset):
     """The instances of a mask store (docs/masks.md) with the reader protocol of
     :class:`StoreDataset`, so :func:`make_loader` serves them like an image store.
 
@@ -602,13 +612,6 @@ class MaskDataset(Dataset):
     def labels(self) -> np.ndarray:
         """``(M,)`` int64 COCO category id of every instance."""
         return self.store.category_ids
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.__getitems__([i])[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        batch = self.read_batch(indices)
-        return [{k: v[j] for k, v in batch.items()} for j in range(len(indices))]
 
     def read_batch(
         self, indices: Sequence[int] | np.ndarray, seed: int | None = None
