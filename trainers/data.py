@@ -96,6 +96,41 @@ class Pipeline:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`build_pipeline` was asked for (its arguments, ``val_batch_size`` resolved)."""
+
+    train: str | Path
+    val: str | Path | None
+    batch_size: int
+    val_batch_size: int
+    seed: int
+    crop: int | None
+    transport: str
+    device: torch.device | str
+    threads: int
+    crop_step: int | None
+    augment: str
+    box_step: int
+    preset: str
+    geometry: str
+    keep_preset: str | None
+
+
+def _classes(store: Any) -> dict[str, Any]:
+    """:class:`Pipeline`'s ``num_classes`` (at least the largest label + 1) and
+    ``class_names`` for a training ``store``."""
+    n = max(len(store.class_names), int(store.labels.max(initial=0)) + 1)
+    return {"num_classes": n, "class_names": list(store.class_names)}
+
+
+def _int8(train: ImageStore, transport: str) -> Int8Transport | None:
+    """The transport of a DCT run: None for ``"int16"``, the training store's int8 mapping."""
+    if transport not in ("int16", "int8"):
+        raise UsageError(f"transport must be int16 or int8, got {transport!r}")
+    return Int8Transport.from_store(train) if transport == "int8" else None
+
+
 def _dct_grid(store: ImageStore) -> tuple[int, int] | None:
     p = store.parts[0]
     return tuple(p.grid) if p.grid is not None else None  # type: ignore[return-value]
@@ -138,13 +173,14 @@ def build_pipeline(
         raise UsageError("--keep-preset needs --input dct and --augment standard|randaugment")
     if augment not in RECIPES:
         raise UsageError(f"unknown augment {augment!r}: choose one of {', '.join(RECIPES)}")
-    vbs = val_batch_size or batch_size
+    r = _Request(train_store, val_store, batch_size, val_batch_size or batch_size, seed, crop,
+                 transport, device, threads, crop_step, augment, box_step, preset, geometry,
+                 keep_preset)  # fmt: skip
     if not is_store(train_store):
         if input != "dct":
             raise UsageError(f"{train_store} is not a store: images are read on the fly for "
                              "--input dct only")  # fmt: skip
-        return _onthefly(train_store, val_store, batch_size, vbs, seed, crop, transport, device,
-                         threads, augment, preset, geometry)  # fmt: skip
+        return _onthefly(r)
     rgb = is_rgb_store(train_store)
     if input == "rgb" and not rgb:
         raise UsageError(
@@ -156,56 +192,41 @@ def build_pipeline(
         raise UsageError("the training and validation stores must be of the same kind")
     if input == "rgb":
         if augment != "none":
-            return _rgb_augmented(train_store, val_store, batch_size, vbs, seed, crop, device,
-                                  threads, transport, augment, box_step)  # fmt: skip
-        return _rgb(train_store, val_store, batch_size, vbs, seed, crop, device, threads,
-                    crop_step, transport)  # fmt: skip
+            return _rgb_augmented(r)
+        return _rgb(r)
     if input != "dct":
         raise UsageError(f"input must be 'dct' or 'rgb', got {input!r}")
     if augment != "none":
-        return _dct_augmented(train_store, val_store, batch_size, vbs, seed, crop, transport,
-                              device, threads, augment, box_step, keep_preset)  # fmt: skip
-    return _dct(train_store, val_store, batch_size, vbs, seed, crop, transport, device, threads)
+        return _dct_augmented(r)
+    return _dct(r)
 
 
-def _dct(
-    train_path: str | Path,
-    val_path: str | Path | None,
-    batch_size: int,
-    val_batch_size: int,
-    seed: int,
-    crop: int | None,
-    transport: str,
-    device: torch.device | str,
-    threads: int,
-) -> Pipeline:
-    train = _open_dct(train_path)
+def _dct(r: _Request) -> Pipeline:
+    train = _open_dct(r.train)
     grid = _dct_grid(train)
-    if crop is not None:
-        if crop % 8:
-            raise UsageError(f"DCT crops are whole 8x8 blocks: --crop {crop} is not a multiple "
+    if r.crop is not None:
+        if r.crop % 8:
+            raise UsageError(f"DCT crops are whole 8x8 blocks: --crop {r.crop} is not a multiple "
                              "of 8")  # fmt: skip
-        blocks: tuple[int, int] | None = (crop // 8, crop // 8)
+        blocks: tuple[int, int] | None = (r.crop // 8, r.crop // 8)
     else:
         blocks = grid
     if blocks is None:
-        raise UsageError(f"{train_path} holds whole images (ragged): give --crop")
-    if transport not in ("int16", "int8"):
-        raise UsageError(f"transport must be int16 or int8, got {transport!r}")
-    tr = Int8Transport.from_store(train) if transport == "int8" else None
+        raise UsageError(f"{r.train} holds whole images (ragged): give --crop")
+    tr = _int8(train, r.transport)
     c = len(train.channel_names)
-    kw = dict(crop_blocks=blocks, transport=tr, threads=threads, num_workers=0)
-    train_loader = make_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
+    kw = dict(crop_blocks=blocks, transport=tr, threads=r.threads, num_workers=0)
+    train_loader = make_loader(train, batch_size=r.batch_size, shuffle=True, seed=r.seed,
                                drop_last=True, crop="random", **kw)  # fmt: skip
     val_loader = None
-    if val_path is not None:
-        val = open_store(val_path)
+    if r.val is not None:
+        val = open_store(r.val)
         if val.channel_names != train.channel_names:
             raise UsageError("the validation store has other channels than the training store")
-        val_loader = make_loader(val, batch_size=val_batch_size, shuffle=False, seed=seed,
+        val_loader = make_loader(val, batch_size=r.val_batch_size, shuffle=False, seed=r.seed,
                                  crop="center", **kw)  # fmt: skip
-    aug_train = DeviceAugment(train, device, train=True, seed=seed, transport=tr)
-    aug_val = DeviceAugment(train, device, train=False, seed=seed, transport=tr)
+    aug_train = DeviceAugment(train, r.device, train=True, seed=r.seed, transport=tr)
+    aug_val = DeviceAugment(train, r.device, train=False, seed=r.seed, transport=tr)
     return Pipeline(
         input="dct",
         train=train_loader,
@@ -214,17 +235,16 @@ def _dct(
         augment_val=aug_val,
         in_channels=c,
         spatial=blocks,
-        num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
-        class_names=list(train.class_names),
+        **_classes(train),
         channel_names=list(train.channel_names),
-        bytes_per_sample=transport_bytes(transport, (c, *blocks)),
+        bytes_per_sample=transport_bytes(r.transport, (c, *blocks)),
         info={
             "store_kind": "dct",
             "preset": train.config.get("preset"),
             "geometry": train.config.get("geometry"),
             "stored_grid": list(grid) if grid else None,
             "crop_blocks": list(blocks),
-            "transport": transport,
+            "transport": r.transport,
             "train_samples": len(train),
             "val_samples": len(val_loader.store_dataset) if val_loader is not None else 0,
         },
@@ -237,48 +257,35 @@ def is_store(path: str | Path) -> bool:
     return (Path(path) / "zarr.json").is_file()
 
 
-def _onthefly(
-    train_path: str | Path,
-    val_path: str | Path | None,
-    batch_size: int,
-    val_batch_size: int,
-    seed: int,
-    crop: int | None,
-    transport: str,
-    device: torch.device | str,
-    threads: int,
-    augment: str,
-    preset: str,
-    geometry: str,
-) -> Pipeline:
-    if augment not in ("none", "standard"):
+def _onthefly(r: _Request) -> Pipeline:
+    if r.augment not in ("none", "standard"):
         raise UsageError(f"images read on the fly support --augment none or standard (on the "
-                         f"pixels), not {augment}")  # fmt: skip
-    if transport != "int16":
+                         f"pixels), not {r.augment}")  # fmt: skip
+    if r.transport != "int16":
         raise UsageError("--transport int8 needs a store's statistics: images on the fly "
                          "travel as int16")  # fmt: skip
-    train = JpegDataset(train_path, preset, geometry, train=augment == "standard")
+    train = JpegDataset(r.train, r.preset, r.geometry, train=r.augment == "standard")
     size = train.grid
-    if crop is not None and (crop // 8, crop // 8) != size:
-        raise UsageError(f"--crop {crop} differs from the geometry's crop {geometry}: give "
+    if r.crop is not None and (r.crop // 8, r.crop // 8) != size:
+        raise UsageError(f"--crop {r.crop} differs from the geometry's crop {r.geometry}: give "
                          "the output size with --geometry S:C")  # fmt: skip
-    train_loader = make_jpeg_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
-                                    drop_last=True, num_workers=threads)  # fmt: skip
+    train_loader = make_jpeg_loader(train, batch_size=r.batch_size, shuffle=True, seed=r.seed,
+                                    drop_last=True, num_workers=r.threads)  # fmt: skip
     val_loader: Any = None
-    if val_path is not None:
-        if is_store(val_path):
-            val_loader = make_loader(val_path, batch_size=val_batch_size, shuffle=False,
-                                     seed=seed, threads=0, num_workers=0)  # fmt: skip
+    if r.val is not None:
+        if is_store(r.val):
+            val_loader = make_loader(r.val, batch_size=r.val_batch_size, shuffle=False,
+                                     seed=r.seed, threads=0, num_workers=0)  # fmt: skip
             val_store = val_loader.store_dataset.store
             if list(val_store.channel_names) != train.channel_names:
                 raise UsageError("the validation store has other channels than the preset")
             if _dct_grid(val_store) != size:
                 raise UsageError(f"the validation store's grid is not the geometry's {size}")
         else:
-            val = JpegDataset(val_path, preset, geometry, train=False)
-            val_loader = make_jpeg_loader(val, batch_size=val_batch_size, shuffle=False,
-                                          seed=seed, num_workers=threads)  # fmt: skip
-    plain = DeviceAugment(train, device, train=False, seed=seed)  # normalization only
+            val = JpegDataset(r.val, r.preset, r.geometry, train=False)
+            val_loader = make_jpeg_loader(val, batch_size=r.val_batch_size, shuffle=False,
+                                          seed=r.seed, num_workers=r.threads)  # fmt: skip
+    plain = DeviceAugment(train, r.device, train=False, seed=r.seed)  # normalization only
     val_samples = 0
     if val_loader is not None:
         val_samples = len(val_loader.store_dataset)
@@ -291,15 +298,14 @@ def _onthefly(
         augment_val=plain,
         in_channels=c,
         spatial=size,  # type: ignore[arg-type]
-        num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
-        class_names=list(train.class_names),
+        **_classes(train),
         channel_names=list(train.channel_names),
         bytes_per_sample=transport_bytes("int16", (c, *size)),  # type: ignore[misc]
         info={
             "store_kind": "images on the fly",
-            "preset": preset,
+            "preset": r.preset,
             "geometry": train.geometry.name,
-            "augment": f"{augment} (pixels, CPU workers)",
+            "augment": f"{r.augment} (pixels, CPU workers)",
             "statistics": "dctnet",
             "transport": "int16",
             "train_samples": len(train),
@@ -324,51 +330,37 @@ def _open_dct(path: str | Path) -> ImageStore:
     return store
 
 
-def _dct_augmented(
-    train_path: str | Path,
-    val_path: str | Path | None,
-    batch_size: int,
-    val_batch_size: int,
-    seed: int,
-    crop: int | None,
-    transport: str,
-    device: torch.device | str,
-    threads: int,
-    augment: str,
-    box_step: int,
-    keep_preset: str | None,
-) -> Pipeline:
-    train = _open_dct(train_path)
+def _dct_augmented(r: _Request) -> Pipeline:
+    train = _open_dct(r.train)
     grid = _dct_grid(train)
     if grid is None:
         raise UsageError(f"--augment needs a store with a fixed grid (an S:C geometry, e.g. "
-                         f"512:512); {train_path} holds whole images")  # fmt: skip
-    if crop is not None and crop % 8:
-        raise UsageError(f"DCT outputs are whole 8x8 blocks: --crop {crop} is not a multiple of 8")
-    size = (crop // 8, crop // 8) if crop is not None else grid
-    if transport not in ("int16", "int8"):
-        raise UsageError(f"transport must be int16 or int8, got {transport!r}")
-    tr = Int8Transport.from_store(train) if transport == "int8" else None
+                         f"512:512); {r.train} holds whole images")  # fmt: skip
+    if r.crop is not None and r.crop % 8:
+        raise UsageError(f"DCT outputs are whole 8x8 blocks: --crop {r.crop} is not a "
+                         "multiple of 8")  # fmt: skip
+    size = (r.crop // 8, r.crop // 8) if r.crop is not None else grid
+    tr = _int8(train, r.transport)
     c = len(train.channel_names)
-    kw = dict(transport=tr, threads=threads, num_workers=0)
-    train_loader = make_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
+    kw = dict(transport=tr, threads=r.threads, num_workers=0)
+    train_loader = make_loader(train, batch_size=r.batch_size, shuffle=True, seed=r.seed,
                                drop_last=True, **kw)  # fmt: skip
     val_loader, val_crop = None, 0.875
-    if val_path is not None:
-        val = _open_dct(val_path)
+    if r.val is not None:
+        val = _open_dct(r.val)
         if val.channel_names != train.channel_names:
             raise UsageError("the validation store has other channels than the training store")
         if _dct_grid(val) is None:
-            raise UsageError(f"--augment needs a validation store with a fixed grid: {val_path}")
+            raise UsageError(f"--augment needs a validation store with a fixed grid: {r.val}")
         val_crop = eval_crop_for(val.config)
-        val_loader = make_loader(val, batch_size=val_batch_size, shuffle=False, seed=seed, **kw)
+        val_loader = make_loader(val, batch_size=r.val_batch_size, shuffle=False, seed=r.seed, **kw)
     keep = None
-    if keep_preset is not None:
-        p = resolve_preset(keep_preset)
+    if r.keep_preset is not None:
+        p = resolve_preset(r.keep_preset)
         keep = [f"Y{k}" for k in p.y] + [f"Cb{k}" for k in p.cb] + [f"Cr{k}" for k in p.cr]
-    common = dict(size=size, recipe=augment, seed=seed, transport=tr, keep=keep)
-    aug_train = TrainAugment(train, device, train=True, box_step=box_step, **common)
-    aug_val = TrainAugment(train, device, train=False, eval_crop=val_crop, **common)
+    common = dict(size=size, recipe=r.augment, seed=r.seed, transport=tr, keep=keep)
+    aug_train = TrainAugment(train, r.device, train=True, box_step=r.box_step, **common)
+    aug_val = TrainAugment(train, r.device, train=False, eval_crop=val_crop, **common)
     return Pipeline(
         input="dct",
         train=train_loader,
@@ -377,21 +369,20 @@ def _dct_augmented(
         augment_val=aug_val,
         in_channels=len(keep) if keep is not None else c,
         spatial=size,
-        num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
-        class_names=list(train.class_names),
+        **_classes(train),
         channel_names=keep if keep is not None else list(train.channel_names),
-        bytes_per_sample=transport_bytes(transport, (c, *grid)),
+        bytes_per_sample=transport_bytes(r.transport, (c, *grid)),
         info={
             "store_kind": "dct",
             "preset": train.config.get("preset"),
             "geometry": train.config.get("geometry"),
             "stored_grid": list(grid),
-            "augment": augment,
+            "augment": r.augment,
             "output_blocks": list(size),
-            "box_step": box_step,
-            "keep_preset": keep_preset,
+            "box_step": r.box_step,
+            "keep_preset": r.keep_preset,
             "eval_crop": val_crop,
-            "transport": transport,
+            "transport": r.transport,
             "train_samples": len(train),
             "val_samples": len(val_loader.store_dataset) if val_loader is not None else 0,
         },
@@ -444,54 +435,42 @@ class RGBTrainAugment(RGBAugment):
         return x, batch["labels"].to(self.device, non_blocking=True)
 
 
-def _rgb_augmented(
-    train_path: str | Path,
-    val_path: str | Path | None,
-    batch_size: int,
-    val_batch_size: int,
-    seed: int,
-    crop: int | None,
-    device: torch.device | str,
-    threads: int,
-    transport: str,
-    augment: str,
-    box_step: int,
-) -> Pipeline:
-    if transport != "int16":
+def _rgb_augmented(r: _Request) -> Pipeline:
+    if r.transport != "int16":
         raise UsageError("--transport applies to DCT stores (RGB travels as uint8)")
-    if augment != "standard":
-        raise UsageError(f"--augment {augment} is for DCT inputs; RGB supports none, standard")
-    train = RGBStore(train_path)
-    size = (crop, crop) if crop is not None else train.grid
-    kw = dict(prefetch=2 if threads > 0 else 0)
-    train_loader = make_rgb_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
+    if r.augment != "standard":
+        raise UsageError(f"--augment {r.augment} is for DCT inputs; RGB supports none, standard")
+    train = RGBStore(r.train)
+    size = (r.crop, r.crop) if r.crop is not None else train.grid
+    kw = dict(prefetch=2 if r.threads > 0 else 0)
+    train_loader = make_rgb_loader(train, batch_size=r.batch_size, shuffle=True, seed=r.seed,
                                    drop_last=True, **kw)  # fmt: skip
     val_loader, val_crop = None, 0.875
-    if val_path is not None:
-        val = RGBStore(val_path)
+    if r.val is not None:
+        val = RGBStore(r.val)
         val_crop = eval_crop_for(val.config)
-        val_loader = make_rgb_loader(val, batch_size=val_batch_size, shuffle=False, seed=seed,
+        val_loader = make_rgb_loader(val, batch_size=r.val_batch_size, shuffle=False, seed=r.seed,
                                      **kw)  # fmt: skip
-    aug_val = RGBTrainAugment(train, device, size=size, train=False, eval_crop=val_crop, seed=seed)
+    aug_val = RGBTrainAugment(train, r.device, size=size, train=False, eval_crop=val_crop,
+                              seed=r.seed)  # fmt: skip
     return Pipeline(
         input="rgb",
         train=train_loader,
         val=val_loader,
-        augment_train=RGBTrainAugment(train, device, size=size, seed=seed, box_step=box_step),
+        augment_train=RGBTrainAugment(train, r.device, size=size, seed=r.seed, box_step=r.box_step),
         augment_val=aug_val,
         in_channels=3,
         spatial=size,
-        num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
-        class_names=list(train.class_names),
+        **_classes(train),
         channel_names=list(train.channel_names),
         bytes_per_sample=3 * train.grid[0] * train.grid[1],
         info={
             "store_kind": "rgb",
             "geometry": train.config.get("geometry"),
             "stored_grid": list(train.grid),
-            "augment": augment,
+            "augment": r.augment,
             "output_pixels": list(size),
-            "box_step": box_step,
+            "box_step": r.box_step,
             "eval_crop": val_crop,
             "transport": "uint8",
             "train_samples": len(train),
@@ -500,42 +479,30 @@ def _rgb_augmented(
     )
 
 
-def _rgb(
-    train_path: str | Path,
-    val_path: str | Path | None,
-    batch_size: int,
-    val_batch_size: int,
-    seed: int,
-    crop: int | None,
-    device: torch.device | str,
-    threads: int,
-    crop_step: int | None,
-    transport: str,
-) -> Pipeline:
-    if transport != "int16":
+def _rgb(r: _Request) -> Pipeline:
+    if r.transport != "int16":
         raise UsageError("--transport applies to DCT stores (RGB travels as uint8)")
-    train = RGBStore(train_path)
-    size = (crop, crop) if crop is not None else train.grid
-    if crop_step is None:  # one step = one 8x8 block of a DCT crop with twice the resolution
-        crop_step = 4
-    kw = dict(crop_size=size, crop_step=crop_step, prefetch=2 if threads > 0 else 0)
-    train_loader = make_rgb_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
+    train = RGBStore(r.train)
+    size = (r.crop, r.crop) if r.crop is not None else train.grid
+    # default: one step = one 8x8 block of a DCT crop with twice the resolution
+    crop_step = 4 if r.crop_step is None else r.crop_step
+    kw = dict(crop_size=size, crop_step=crop_step, prefetch=2 if r.threads > 0 else 0)
+    train_loader = make_rgb_loader(train, batch_size=r.batch_size, shuffle=True, seed=r.seed,
                                    drop_last=True, crop="random", **kw)  # fmt: skip
     val_loader = None
-    if val_path is not None:
-        val = RGBStore(val_path)
-        val_loader = make_rgb_loader(val, batch_size=val_batch_size, shuffle=False, seed=seed,
+    if r.val is not None:
+        val = RGBStore(r.val)
+        val_loader = make_rgb_loader(val, batch_size=r.val_batch_size, shuffle=False, seed=r.seed,
                                      crop="center", **kw)  # fmt: skip
     return Pipeline(
         input="rgb",
         train=train_loader,
         val=val_loader,
-        augment_train=RGBAugment(train, device, train=True, seed=seed),
-        augment_val=RGBAugment(train, device, train=False, seed=seed),
+        augment_train=RGBAugment(train, r.device, train=True, seed=r.seed),
+        augment_val=RGBAugment(train, r.device, train=False, seed=r.seed),
         in_channels=3,
         spatial=size,
-        num_classes=max(len(train.class_names), int(train.labels.max(initial=0)) + 1),
-        class_names=list(train.class_names),
+        **_classes(train),
         channel_names=list(train.channel_names),
         bytes_per_sample=3 * size[0] * size[1],
         info={
