@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from freqdata.augment import (
     mixup,
     resized_crop,
 )
+from freqdata.bench.timing import median_seconds
 from freqdata.presets import resolve_preset
 from freqdata.transforms import channel_info, random_hflip
 
@@ -146,16 +145,6 @@ def measure_pixel_agreement(
     return {"crop": crop, "rows": rows}
 
 
-def _median_s(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def time_augment(
     batch: int = 256,
     preset: str = "dctnet-24",
@@ -207,10 +196,10 @@ def time_augment(
         sync()
 
     rows = {
-        "rrc+hflip": _median_s(standard, repeats),
-        "rrc+hflip+colour jitter": _median_s(jitter, repeats),
-        "randaugment (on crops)": _median_s(randaugment, repeats),
-        "mixup+cutmix": _median_s(mixing, repeats),
+        "rrc+hflip": median_seconds(standard, repeats),
+        "rrc+hflip+colour jitter": median_seconds(jitter, repeats),
+        "randaugment (on crops)": median_seconds(randaugment, repeats),
+        "mixup+cutmix": median_seconds(mixing, repeats),
     }
     from freqdata.trainers import create_model
     from freqdata.trainers.run import hardware
@@ -225,7 +214,7 @@ def time_augment(
         torch.nn.functional.cross_entropy(net(xm), lm).backward()
         sync()
 
-    model_s = _median_s(step, repeats) * batch / mb
+    model_s = median_seconds(step, repeats) * batch / mb
     return {
         "batch": batch,
         "preset": preset,

@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from freqdata.bench.busy import OtherLoad, busy_line
+from freqdata.bench.timing import median_seconds
 from freqdata.errors import UsageError
 from freqdata.presets import PRESETS, resolve_preset
 
@@ -296,20 +296,10 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def _host_memcpy_gbps(repeats: int, nbytes: int) -> float:
     src = np.ones(nbytes, dtype=np.uint8)
     dst = np.empty_like(src)
-    t = _median_time(lambda: np.copyto(dst, src), repeats)
+    t = median_seconds(lambda: np.copyto(dst, src), repeats)
     return nbytes / t / 1e9
 
 
@@ -345,7 +335,7 @@ def _cuda_time(torch: Any, fn: Callable[[], object], repeats: int) -> float:
         fn()
         torch.cuda.synchronize()
 
-    return _median_time(run, repeats)
+    return median_seconds(run, repeats)
 
 
 def _pinned_peak_gbps(torch: Any, repeats: int, nbytes: int) -> float:
@@ -482,7 +472,7 @@ def run_transfer_bench(
         samples = [list(arr) for arr in data]  # per-sample views, as a loader holds them
         buffers = _batch_buffers(rep, batch_size, lambda shape, dtype: np.empty(shape, dtype))
         with _torch_threads(1):
-            t_prep = _median_time(lambda rep=rep, samples=samples, buffers=buffers:
+            t_prep = median_seconds(lambda rep=rep, samples=samples, buffers=buffers:
                                   _prepare(rep, samples, buffers), repeats)
         row: dict[str, Any] = {
             "description": rep.description,
