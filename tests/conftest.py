@@ -19,6 +19,19 @@ ANTS_BEES = DATA / "images-cls" / "hymenoptera_data"
 IMAGENET = DATA / "imagenet-sample" / "images"  # real 4:4:4 / 4:2:0 / 4:2:2 / gray mix
 
 
+def ants_bees(split: str, per_class: int):
+    """The first ``per_class`` ants and bees images of ``split`` (sorted names) as
+    :class:`freqdata.sources.Sources`, labels 0 = ants, 1 = bees."""
+    from freqdata.sources import Sources
+
+    paths, labels = [], []
+    for k, cls in enumerate(("ants", "bees")):
+        found = sorted((ANTS_BEES / split / cls).glob("*.jpg"))[:per_class]
+        paths += [str(p) for p in found]
+        labels += [k] * len(found)
+    return Sources(paths, labels, ["ants", "bees"])
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA.is_dir():

@@ -10,28 +10,18 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ANTS_BEES
+from conftest import ANTS_BEES, ants_bees
 from typer.testing import CliRunner
 
 from freqdata.augment.pixels import resized_crop_pixels
 from freqdata.augment.sampling import draw_boxes, resized_crop_params
 from freqdata.cli.main import app
 from freqdata.job import EncodeOptions, encode_images
-from freqdata.sources import Sources
 from freqdata.trainers.data import build_pipeline, eval_crop_for
 from freqdata.trainers.rgb import encode_rgb
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
-
-
-def _sources(split: str, per_class: int) -> Sources:
-    paths, labels = [], []
-    for k, cls in enumerate(("ants", "bees")):
-        found = sorted((ANTS_BEES / split / cls).glob("*.jpg"))[:per_class]
-        paths += [str(p) for p in found]
-        labels += [k] * len(found)
-    return Sources(paths, labels, ["ants", "bees"])
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +31,7 @@ def stores(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("augment-train")
     out = {}
     for split, n in (("train", 2), ("val", 1)):
-        src = _sources(split, n)
+        src = ants_bees(split, n)
         for name, opts in (
             ("dct", EncodeOptions("dctnet-24", "pixels", "64:64")),
             ("dct2x", EncodeOptions("dctnet-24", "pixels", "128:128")),
@@ -92,7 +82,7 @@ def test_randaugment_on_rgb_and_ragged_stores_are_refused(stores, tmp_path):
     ])  # fmt: skip
     assert r.exit_code == 2 and "DCT inputs" in r.output
     ragged = tmp_path / "ragged.zarr"
-    encode_images(_sources("train", 1), ragged, EncodeOptions("dctnet-24", "pixels", "none"),
+    encode_images(ants_bees("train", 1), ragged, EncodeOptions("dctnet-24", "pixels", "none"),
                   workers=0)  # fmt: skip
     r = runner.invoke(app, [
         "train", "classify", "--store", str(ragged), "--augment", "standard", "--crop", "32",

@@ -10,12 +10,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import ANTS_BEES, StopRun, stop_after_first_epoch
+from conftest import ANTS_BEES, StopRun, ants_bees, stop_after_first_epoch
 from typer.testing import CliRunner
 
 from freqdata.cli.main import app
 from freqdata.job import EncodeOptions, encode_images
-from freqdata.sources import Sources
 from freqdata.store import open_store
 from freqdata.trainers.classify import ClassifyConfig, train_classify
 from freqdata.trainers.data import build_pipeline
@@ -29,22 +28,13 @@ EPOCH_KEYS = {"epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _sources(split: str, per_class: int) -> Sources:
-    paths, labels = [], []
-    for k, cls in enumerate(("ants", "bees")):
-        found = sorted((ANTS_BEES / split / cls).glob("*.jpg"))[:per_class]
-        paths += [str(p) for p in found]
-        labels += [k] * len(found)
-    return Sources(paths, labels, ["ants", "bees"])
-
-
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory, data_dir):
     """Tiny stores: 6 training and 4 validation images, DCT (dctnet-24 and all) and RGB."""
     root = tmp_path_factory.mktemp("trainers")
     out = {}
     for split, n in (("train", 3), ("val", 2)):
-        src = _sources(split, n)
+        src = ants_bees(split, n)
         for name, opts in (
             ("dct", EncodeOptions("dctnet-24", "pixels", "72:64")),  # 8x8 blocks
             ("all", EncodeOptions("all", "pixels", "40:32")),  # 192 x 4x4 blocks
