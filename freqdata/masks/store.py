@@ -64,7 +64,7 @@ from freqdata.masks.weak import IGNORE_INDEX, _cells, blockwise
 from freqdata.store import Progress, store_bytes
 from freqdata.store.fields import Column, Ragged, append_rows
 from freqdata.store.lock import held
-from freqdata.store.reader import read_checked, require_rows
+from freqdata.store.reader import StoreRecord, read_checked, require_rows
 from freqdata.store.writer import fault_point, prepare_new, remove_temporaries
 
 __all__ = [
@@ -855,8 +855,10 @@ def is_mask_store(path: str | Path) -> bool:
     return _mask_group_path(path) == Path(path)
 
 
-class MaskStore:
-    """Read access to a mask store: ``len(store)`` instances, arrays by name.
+class MaskStore(StoreRecord):
+    """Read access to a mask store: ``len(store)`` instances, arrays by name; the commit
+    record's :attr:`complete`, :attr:`config`, :attr:`errors` as every store
+    (:class:`~freqdata.store.reader.StoreRecord`).
 
     Large per-instance arrays are lazy ``zarr.Array`` s (slice them): :attr:`vectors`
     ``(M, n)`` float32, :attr:`patch_vectors` ``(M, 14, 14, 6)`` float32, :attr:`patch_labels`
@@ -873,11 +875,8 @@ class MaskStore:
         found = _mask_group_path(path)
         if found is None:
             raise StoreError(f"{path} is not a freqdata mask store (nor an image store with one)")
-        self.path = str(found)
-        self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
-        self.attrs: dict[str, Any] = self.group.attrs["freqdata"]
-        self.progress = Progress(**self.attrs["progress"])
-        m = self._n = self.progress.samples
+        super().__init__(found, FORMAT, "freqdata mask store")
+        m = self._n
         g = self.group
         for name in INSTANCE_ARRAYS[:3]:
             if name in g:
@@ -898,19 +897,6 @@ class MaskStore:
         self._weak_index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- metadata ----------------------------------------------------------------------------
-    @property
-    def complete(self) -> bool:
-        """False while an encode is running or was interrupted (encode again to finish)."""
-        return self.progress.complete
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.attrs["config"]
-
-    @property
-    def errors(self) -> list[dict[str, Any]]:
-        return self.attrs["errors"]
-
     @property
     def skipped(self) -> dict[str, int]:
         return self.attrs["skipped"]
@@ -937,9 +923,6 @@ class MaskStore:
     @property
     def patch_labels(self) -> zarr.Array:
         return self.group["patch/labels"]
-
-    def __len__(self) -> int:
-        return self._n
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not -self._n <= i < self._n:

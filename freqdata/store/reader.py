@@ -122,34 +122,25 @@ def read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-class StoreGroup:
-    """What every freqdata sample store reads the same way (image stores, the trainers' RGB
-    stores): the Zarr group, its ``freqdata`` attributes, ``len()``, :attr:`labels` ``(N,)``
-    int64, :attr:`paths`, :attr:`mean` / :attr:`std` ``(C,)`` float64, :attr:`config`,
-    :attr:`channel_names`, :attr:`class_names`, :attr:`errors`, :attr:`complete`,
-    :attr:`format_version`.
+class StoreRecord:
+    """What every freqdata store (image, RGB, mask) reads from its commit record: the Zarr
+    group, its ``freqdata`` attributes (:attr:`attrs`), the committed :attr:`progress`,
+    ``len()`` (committed samples or instances), :attr:`complete`, :attr:`config`,
+    :attr:`errors`, :attr:`warnings`, :attr:`format_version`. :class:`StoreError` when
+    ``path`` is not a store of ``format``."""
 
-    Opening checks that the per-sample index arrays (``labels``, ``source_index``,
-    ``paths``) hold every committed row (:func:`require_rows`)."""
-
-    format: str = FORMAT
-    kind: str = "freqdata image store"
-
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, format: str, kind: str) -> None:
         self.path = str(path)
         try:
             self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
             attrs = self.group.attrs.get("freqdata")
         except (FileNotFoundError, zarr.errors.NodeNotFoundError, ValueError) as e:
-            raise StoreError(f"{path} is not a {self.kind}: {e}") from None
-        if not attrs or attrs.get("format") != self.format:
-            raise StoreError(f"{path} is not a {self.kind}")
+            raise StoreError(f"{path} is not a {kind}: {e}") from None
+        if not attrs or attrs.get("format") != format:
+            raise StoreError(f"{path} is not a {kind}")
         self.attrs: dict[str, Any] = attrs
         self.progress = Progress(**attrs["progress"])
         self._n = self.progress.samples
-        for name in ("labels", "source_index", "paths"):
-            require_rows(self.group[name], self._n)
-        self.labels: np.ndarray = read_checked(self.group["labels"], 0, self._n)
 
     def __len__(self) -> int:
         return self._n
@@ -169,14 +160,6 @@ class StoreGroup:
         return self.attrs["config"]
 
     @property
-    def channel_names(self) -> list[str]:
-        return self.attrs["channel_names"]
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.attrs["class_names"]
-
-    @property
     def errors(self) -> list[dict[str, Any]]:
         return self.attrs["errors"]
 
@@ -184,6 +167,32 @@ class StoreGroup:
     def warnings(self) -> list[dict[str, Any]]:
         """``{index, path, reason}`` of inputs stored despite damage (``lenient``)."""
         return self.attrs.get("warnings", [])
+
+
+class StoreGroup(StoreRecord):
+    """What every freqdata sample store reads the same way (image stores, RGB stores): the
+    :class:`StoreRecord` plus :attr:`labels` ``(N,)`` int64, :attr:`paths`, :attr:`mean` /
+    :attr:`std` ``(C,)`` float64, :attr:`channel_names`, :attr:`class_names`.
+
+    Opening checks that the per-sample index arrays (``labels``, ``source_index``,
+    ``paths``) hold every committed row (:func:`require_rows`)."""
+
+    format: str = FORMAT
+    kind: str = "freqdata image store"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, self.format, self.kind)
+        for name in ("labels", "source_index", "paths"):
+            require_rows(self.group[name], self._n)
+        self.labels: np.ndarray = read_checked(self.group["labels"], 0, self._n)
+
+    @property
+    def channel_names(self) -> list[str]:
+        return self.attrs["channel_names"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.attrs["class_names"]
 
     @property
     def mean(self) -> np.ndarray:
