@@ -111,27 +111,17 @@ def test_pinned_batch_reaches_the_device_unchanged(fixed):
     assert torch.equal(moved["labels"].cpu(), torch.arange(len(cubes)))
 
 
-# DALI's CPU pipeline vs the pixel path (tests/test_dali.py PIXEL_PATH_TOL, per channel
-# group: mean and max absolute difference) and DALI's GPU vs CPU pipeline (mean < 0.5, max
-# <= 16, tests/test_dali.py): the GPU pipeline vs the pixel path is within their sum
-# (triangle inequality), which is what is asserted here.
-GPU_PIXEL_TOL = {
-    "luma DC": (0.75 + 0.5, 20 + 16),
-    "luma AC": (0.55 + 0.5, 10 + 16),
-    "chroma DC": (0.85 + 0.5, 25 + 16),
-    "chroma AC": (0.4 + 0.5, 12 + 16),
-}
-GROUPS = {
-    "luma DC": [0],
-    "luma AC": list(range(1, 64)),
-    "chroma DC": [64, 128],
-    "chroma AC": [k for k in range(64, 192) if k not in (64, 128)],
-}
-
-
 def test_dali_gpu_pipeline_matches_the_pixel_path(data_dir):
     pytest.importorskip("nvidia.dali", reason="NVIDIA DALI not installed")
+    from test_dali import GPU_CPU_TOL, PIXEL_PATH_TOL, assert_near_pixel_path
+
     from freqdata.dali import DaliCubeLoader
+
+    # DALI's CPU pipeline vs the pixel path (PIXEL_PATH_TOL) and its GPU vs CPU pipeline
+    # (GPU_CPU_TOL): the GPU pipeline vs the pixel path is within their sum (triangle
+    # inequality), which is what is asserted here.
+    tol = {name: (mean + GPU_CPU_TOL[0], mx + GPU_CPU_TOL[1])
+           for name, (mean, mx) in PIXEL_PATH_TOL.items()}  # fmt: skip
 
     files = [str(p) for p in sorted(COCO_VAL.glob("*.jpg"))[:10]]
     files += [str(p) for p in sorted((ANTS_BEES / "val" / "bees").glob("*.jpg"))[:6]]
@@ -139,11 +129,4 @@ def test_dali_gpu_pipeline_matches_the_pixel_path(data_dir):
     got = np.concatenate([b["cubes"].cpu().numpy() for b in loader]).astype(np.float64)
     ref = np.stack([encode_image(f, "all", "pixels", "resnet") for f in files]).astype(np.float64)
     assert got.shape == ref.shape == (16, 192, 56, 56)
-    report = {}
-    for name, idx in GROUPS.items():
-        d = np.abs(got[:, idx] - ref[:, idx])
-        report[name] = (round(float(d.mean()), 3), float(d.max()))
-    for name, (mean, mx) in report.items():
-        lim_mean, lim_max = GPU_PIXEL_TOL[name]
-        assert mean < lim_mean and mx <= lim_max, report
-    assert abs(float((got - ref)[:, [0, 64, 128]].mean())) < 0.2  # no colour/level offset
+    assert_near_pixel_path(got, ref, tol)
